@@ -1,0 +1,3 @@
+"""tfsynth: classic image-synthesis models in TensorFlow 2 / Keras 3."""
+
+__version__ = "0.1.0"

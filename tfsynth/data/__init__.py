@@ -1,0 +1,1 @@
+"""Datasets: TFRecord schema, label spaces, sources, synthetic scenes, pipelines."""

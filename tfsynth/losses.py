@@ -1,0 +1,58 @@
+"""Loss functions: pure, unscaled, each naming its paper and formula.
+
+Functions return per-example values (shape [B]) or means; scaling for distribution happens in
+``tfsynth.models.base.scale_for_replicas`` and nowhere else.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def masked_feature_error(real, fakes, mask):
+    """Per-class masked L1 feature error of CRN (Chen & Koltun 2017, Sec. 3.3 and 3.4).
+
+    ``E[b, k, c] = 1/(h w) * sum_p mask[b, p, c] * mean_channels |fakes[b, k, p] - real[b, p]|``,
+    normalised by all h*w pixels, not by the class area, as the original code did.
+
+    Args:
+      real: features of the real image, [B, h, w, d].
+      fakes: features of the K generated images, [B, K, h, w, d].
+      mask: label map at the features' resolution, [B, h, w, C].
+
+    Returns:
+      [B, K, C] errors.
+    """
+    difference = tf.reduce_mean(tf.abs(fakes - real[:, None]), axis=-1)  # [B, K, h, w]
+    pixels = tf.cast(tf.shape(mask)[1] * tf.shape(mask)[2], difference.dtype)
+    return tf.einsum("bkhw,bhwc->bkc", difference, tf.cast(mask, difference.dtype)) / pixels
+
+
+def diversity_loss(content, min_weight: float = 0.999, mean_weight: float = 0.001):
+    """CRN's diversity loss over K outputs (Chen & Koltun 2017, Eq. 4; code weights).
+
+    ``L[b] = min_weight * sum_c min_k content[b, k, c] + mean_weight * sum_c mean_k content[b, k, c]``.
+    Each class is charged only to the output that renders it best, so the K outputs are free to
+    differ elsewhere; the small mean term keeps every output trained.
+
+    Args:
+      content: [B, K, C] per-output, per-class content losses.
+
+    Returns:
+      [B] losses.
+    """
+    best = tf.reduce_sum(tf.reduce_min(content, axis=1), axis=-1)
+    average = tf.reduce_sum(tf.reduce_mean(content, axis=1), axis=-1)
+    return min_weight * best + mean_weight * average
+
+
+def feature_l1(real, fakes):
+    """Plain mean |fakes - real| per example: CRN's "simple" loss term for 512p/1024p.
+
+    Args:
+      real: [B, h, w, d]; fakes: [B, K, h, w, d].
+
+    Returns:
+      [B] mean absolute errors over K, h, w and d.
+    """
+    return tf.reduce_mean(tf.abs(fakes - real[:, None]), axis=[1, 2, 3, 4])
