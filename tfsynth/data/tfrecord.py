@@ -51,9 +51,10 @@ class Example:
 
 def encode_png(array: np.ndarray) -> bytes:
     """PNG bytes of a uint8 [H,W], uint8 [H,W,3] or uint16 [H,W] array."""
-    mode = {np.dtype(np.uint8): None, np.dtype(np.uint16): "I;16"}[array.dtype]
-    buffer = io.BytesIO()
-    Image.fromarray(array, mode=mode).save(buffer, format="PNG", compress_level=1)
+    if array.dtype not in (np.uint8, np.uint16):
+        raise TypeError(f"PNG encoding needs uint8 or uint16, got {array.dtype}")
+    buffer = io.BytesIO()  # Pillow infers mode I;16 for 2-D uint16
+    Image.fromarray(array).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 
@@ -219,28 +220,32 @@ def parse(serialized, *, num_classes: int | None = None, with_instance: bool = F
     out = {"key": key, "image": image}
     size = tf.shape(image)[:2]
 
-    def same_size(name, tensor):
-        tf.debugging.assert_equal(
-            tf.shape(tensor)[:2], size,
-            message=f"{name} and image sizes differ in record", data=[key], summarize=4)
+    checks = []
+
+    def check(condition, message):
+        # Assert (not assert_equal) so the record key is part of the error message.
+        checks.append(tf.debugging.Assert(condition, [message, "record key:", key], summarize=4))
+
+    def check_size(name, tensor):
+        check(tf.reduce_all(tf.equal(tf.shape(tensor)[:2], size)),
+              f"{name} and image sizes differ")
 
     if num_classes is not None:
         label = tf.io.decode_png(features["label/encoded"], channels=1)[..., 0]
-        same_size("label", label)
-        tf.debugging.assert_less(
-            tf.reduce_max(tf.cast(label, tf.int32)), num_classes,
-            message=f"label id outside the label space (ids 0..{num_classes - 1}) in record",
-            data=[key])
+        check_size("label", label)
+        check(tf.reduce_max(tf.cast(label, tf.int32)) < num_classes,
+              f"label id outside the label space (ids 0..{num_classes - 1})")
         out["label"] = label
     if with_instance:
         instance = tf.io.decode_png(features["instance/encoded"], channels=1, dtype=tf.uint16)[..., 0]
-        same_size("instance", instance)
+        check_size("instance", instance)
         out["instance"] = tf.cast(instance, tf.int32)
     if with_target:
         target = tf.io.decode_image(features["target/encoded"], channels=3, expand_animations=False)
-        same_size("target", target)
+        check_size("target", target)
         out["target"] = target
-    return out
+    with tf.control_dependencies(checks):
+        return {name: tf.identity(value) for name, value in out.items()}
 
 
 def find_bad_record(files: list[str], **parse_options) -> str | None:

@@ -69,6 +69,16 @@ class SynthesisModel(keras.Model):
         # fit() never calls the model, so Keras would consider it unbuilt.
         self.built = True
 
+    @property
+    def num_outputs(self) -> int:
+        """Images rendered per input (CRN renders K at once)."""
+        return getattr(self.config, "num_outputs", 1)
+
+    @property
+    def size_multiple(self) -> int:
+        """Input heights and widths must be multiples of this (the total downsampling)."""
+        return 1
+
     # ------------------------------------------------------------------ family interface
     def optimizer_groups(self) -> list[OptimizerGroup]:
         raise NotImplementedError
@@ -83,6 +93,15 @@ class SynthesisModel(keras.Model):
     def sample_columns(self, batch: dict) -> list:
         """uint8 [B, H, W, 3] tensors tiled left to right in the sample grid."""
         raise NotImplementedError
+
+    def example_transform(self, training: bool):
+        """``fn(example, seed) -> example`` for tf.data; by default resize to ``config.image_size``."""
+        size = getattr(self.config, "image_size", None)
+        if size is None:
+            return None
+        from tfsynth.data import transforms
+
+        return lambda example, seed: transforms.resize(example, tuple(size))
 
     def build_loss_networks(self) -> dict:
         """Creates frozen networks used only by the losses (VGG); returns them by name."""

@@ -174,10 +174,14 @@ class CRN(SynthesisModel):
         self.networks = {"generator": self.generator}
         self.vgg = None
 
+    @property
+    def size_multiple(self) -> int:
+        return self.config.image_size[0] // self.config.coarsest_height
+
     def build_loss_networks(self):
         from tfsynth.perceptual import VGGFeatures
 
-        self.vgg = VGGFeatures(depth=19, layers=LOSS_LAYERS[1:], pooling="avg",
+        self.vgg = VGGFeatures(depth=19, layers=LOSS_LAYERS, pooling="avg",
                                weights=self.config.vgg_weights, name="vgg19")
         return {"vgg19": self.vgg}
 

@@ -1,0 +1,78 @@
+"""Model hyper-parameters from ``--hparams=key=value,...``, strictly.
+
+Every family's config is a frozen dataclass; this module turns the flag string into one,
+rejecting unknown keys and badly typed values with a message that lists the valid keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+
+class HParamsError(ValueError):
+    """A bad ``--hparams`` string; the message names the key at fault."""
+
+
+def _parse_value(key: str, text: str, kind) -> object:
+    origin = typing.get_origin(kind)
+    if origin is tuple:
+        element = typing.get_args(kind)[0]
+        parts = text.replace("x", ":").split(":")
+        return tuple(_parse_value(key, part, element) for part in parts)
+    if typing.get_origin(kind) is typing.Union or type(kind).__name__ == "UnionType":
+        kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+    try:
+        if kind is bool:
+            lowered = text.lower()
+            if lowered not in ("true", "false", "1", "0"):
+                raise ValueError(text)
+            return lowered in ("true", "1")
+        return kind(text)
+    except ValueError:
+        raise HParamsError(
+            f"--hparams: {key} expects {getattr(kind, '__name__', kind)}, got {text!r}") from None
+
+
+def describe(config_class) -> str:
+    hints = typing.get_type_hints(config_class)
+    return ", ".join(
+        f"{field.name} ({getattr(hints[field.name], '__name__', hints[field.name])})"
+        for field in dataclasses.fields(config_class)
+    )
+
+
+def parse_hparams(text: str) -> dict[str, str]:
+    """``"a=1,b=x"`` -> ``{"a": "1", "b": "x"}``; later keys win, like later flags."""
+    pairs = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise HParamsError(f"--hparams: expected key=value, got {item!r}")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def build_config(config_class, overrides: dict[str, str] | None = None, base: dict | None = None):
+    """Config dataclass from its defaults, then ``base`` (typed values), then ``overrides`` (text).
+
+    Raises:
+      HParamsError: an unknown key (the message lists the valid keys), a badly typed value, or a
+        value the config itself rejects.
+    """
+    hints = typing.get_type_hints(config_class)
+    values = dict(base or {})
+    for key, text in (overrides or {}).items():
+        if key not in hints:
+            raise HParamsError(
+                f"--hparams: unknown key {key!r} for {config_class.__name__}; valid keys: "
+                f"{describe(config_class)}")
+        values[key] = _parse_value(key, text, hints[key])
+    try:
+        return config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    except (TypeError, ValueError) as error:
+        raise HParamsError(f"--hparams: {error}") from None
+
+
+def to_dict(config) -> dict:
+    return dataclasses.asdict(config)

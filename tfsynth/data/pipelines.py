@@ -1,0 +1,155 @@
+"""tf.data pipelines over tfsynth TFRecords, and the built-in synthetic data by name.
+
+A pipeline yields dicts of uint8 tensors (``image``, ``label`` ids in the dataset's own label
+space, optional ``instance`` / ``target``) and string ``key``s; conversion to float, one-hot and
+the model's label space happens on the accelerator inside the model, so the input pipeline
+stays cheap and the exported model applies the very same preprocessing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import tempfile
+
+from absl import logging
+
+from tfsynth.data import tfrecord
+
+SYNTHETIC_DEFAULT_SIZE = (256, 512)
+SYNTHETIC_DEFAULT_COUNT = 500
+_SYNTHETIC_RE = re.compile(r"^synthetic(?::(?P<h>\d+)x(?P<w>\d+))?(?::(?P<n>\d+))?$")
+
+
+@dataclasses.dataclass
+class Split:
+    """One split of a dataset on disk.
+
+    Attributes:
+      data_dir: the dataset directory.
+      name: split name ("train", "val", ...).
+      files: its shard paths.
+      info: the parsed ``dataset.json``.
+    """
+
+    data_dir: str
+    name: str
+    files: list[str]
+    info: dict
+
+    @property
+    def count(self) -> int:
+        return int(self.info.get("splits", {}).get(self.name, 0))
+
+    @property
+    def label_space(self) -> str | None:
+        return self.info.get("label_space")
+
+    @property
+    def num_classes(self) -> int | None:
+        from tfsynth.data.labels import get_label_space
+
+        return get_label_space(self.label_space).num_classes if self.label_space else None
+
+
+def cache_root() -> str:
+    return os.environ.get("TFSYNTH_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "tfsynth"))
+
+
+def resolve_data_dir(spec: str, seed: int = 0) -> str:
+    """A dataset directory for ``spec``: a path, or ``synthetic[:HxW[:N]]``.
+
+    The synthetic scenes are rendered once into a cache directory named after size, count and
+    seed; writing goes to a temporary directory renamed at the end, so an interrupted render
+    is never mistaken for a finished one.
+    """
+    match = _SYNTHETIC_RE.match(spec)
+    if not match:
+        if not os.path.isdir(spec):
+            raise tfrecord.DataError(f"--train_data/--eval_data: {spec} is not a directory "
+                                     "(nor 'synthetic[:HxW[:N]]')")
+        return spec
+    height, width = (int(match["h"]), int(match["w"])) if match["h"] else SYNTHETIC_DEFAULT_SIZE
+    count = int(match["n"]) if match["n"] else SYNTHETIC_DEFAULT_COUNT
+    target = os.path.join(cache_root(), "synthetic", f"{height}x{width}-n{count}-s{seed}")
+    if os.path.exists(os.path.join(target, tfrecord.DATASET_JSON)):
+        return target
+    from tfsynth.data import convert
+
+    logging.info("Rendering %d built-in synthetic scenes at %dx%d into %s (once)", count, height,
+                 width, target)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".staging-", dir=os.path.dirname(target))
+    try:
+        convert.build_synthetic(staging, num_train=count, num_val=max(1, count // 10),
+                                height=height, width=width, seed=seed)
+        os.replace(staging, target)
+    except OSError:
+        # Another process finished first: use its copy.
+        if not os.path.exists(os.path.join(target, tfrecord.DATASET_JSON)):
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def load_split(data_dir: str, split: str) -> Split:
+    """The shards and metadata of ``split``; errors name the directory and split."""
+    info = tfrecord.read_dataset_json(data_dir)
+    files = tfrecord.list_shards(data_dir, split)
+    count = int(info.get("splits", {}).get(split, -1))
+    if count == 0:
+        raise tfrecord.DataError(f"split {split!r} of {data_dir} is empty (dataset.json counts 0 examples)")
+    return Split(data_dir, split, files, info)
+
+
+def make_dataset(split: Split, *, batch_size: int, transform=None, shuffle: bool = True,
+                 repeat: bool = True, seed: int = 0, with_label: bool = True,
+                 with_instance: bool = False, with_target: bool = False,
+                 num_shards: int = 1, shard_index: int = 0, cache: bool = False):
+    """Batches of decoded examples from ``split``, in a seeded, reproducible order.
+
+    Args:
+      split: from :func:`load_split`.
+      batch_size: examples per batch (this worker's share of the global batch); the remainder
+        is dropped so replicas always get equal shares.
+      transform: optional ``fn(example, seed) -> example``, seed a stateless [2] int64 seed.
+      shuffle, repeat: shuffle files and examples (reshuffled every epoch); repeat forever.
+      seed: seeds every random choice, so two runs see the same sequence.
+      num_shards, shard_index: multi-worker input sharding.
+      cache: keep decoded examples in memory after the first epoch (small datasets).
+    """
+    import tensorflow as tf
+
+    files = tf.data.Dataset.from_tensor_slices(split.files)
+    if num_shards > 1:
+        files = files.shard(num_shards, shard_index)
+    if shuffle:
+        files = files.shuffle(len(split.files), seed=seed, reshuffle_each_iteration=True)
+    records = files.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(split.files)),
+                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    def parse(serialized):
+        return tfrecord.parse(serialized, num_classes=split.num_classes if with_label else None,
+                              with_instance=with_instance, with_target=with_target)
+
+    examples = records.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if cache:
+        examples = examples.cache()
+    if shuffle:
+        examples = examples.shuffle(min(max(split.count, 1), 256), seed=seed,
+                                    reshuffle_each_iteration=True)
+    if repeat:
+        examples = examples.repeat()
+    if transform is not None:
+        seeds = tf.data.Dataset.random(seed=seed).batch(2)
+        examples = tf.data.Dataset.zip(seeds, examples).map(
+            lambda example_seed, example: transform(example, example_seed),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    batches = examples.batch(batch_size, drop_remainder=True)
+    options = tf.data.Options()
+    options.deterministic = True
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return batches.with_options(options).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,66 @@
+"""Strategy, XLA and precision policy from the runtime flags (DESIGN.md section 2.2)."""
+
+from __future__ import annotations
+
+from absl import logging
+
+
+def make_strategy(name: str, cpu_devices: int = 1):
+    """The tf.distribute strategy called ``name``.
+
+    Args:
+      name: auto | default | mirrored | multi_worker | tpu. ``auto`` mirrors over all local GPUs
+        when there are several, and otherwise uses the default strategy.
+      cpu_devices: on a machine without GPUs, split the CPU into this many logical devices so
+        ``mirrored`` has several replicas (for testing distribution on one CPU).
+    """
+    import tensorflow as tf
+
+    if name == "multi_worker":
+        # Must exist before any other op touches the runtime.
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus and cpu_devices > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_devices)
+    if name == "mirrored" or (name == "auto" and len(gpus) > 1):
+        if gpus:
+            return tf.distribute.MirroredStrategy()
+        devices = [device.name for device in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.get_strategy()
+
+
+def resolve_jit_compile(flag: str) -> bool:
+    """auto: XLA on GPU/TPU, off on CPU where it is 2.5x slower (TF_NOTES Q2)."""
+    if flag != "auto":
+        return flag == "true"
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("TPU"))
+
+
+def set_precision(policy: str) -> None:
+    """Sets the Keras global dtype policy; must run before any model is built."""
+    import keras
+
+    keras.mixed_precision.set_global_policy(
+        {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}[policy])
+    if policy == "float16":
+        logging.warning("float16 is 6x slower than float32 on CPUs without AVX512-FP16; "
+                        "prefer --mixed_precision=bfloat16 there")
+
+
+def worker_info(strategy) -> tuple[int, int, int]:
+    """(number of workers, this worker's index, replicas on this worker)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return 1, 0, strategy.num_replicas_in_sync
+    workers = len(resolver.cluster_spec().as_dict().get("worker", [])) or 1
+    return workers, resolver.task_id or 0, strategy.num_replicas_in_sync // workers

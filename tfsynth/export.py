@@ -1,0 +1,151 @@
+"""Export the generator as a TF Serving SavedModel: ``python -m tfsynth.export --model_dir=D``.
+
+The export holds the generator alone with pre- and post-processing in the graph
+(DESIGN.md section 2.6). For label -> image models:
+
+* ``serving_default``: ``label`` uint8 [N, H, W] ids in the training data's label space ->
+  ``image`` uint8 [N, H, W, 3], plus ``images`` uint8 [N, K, H, W, 3] for multi-output models;
+* ``predict_png``: ``label_png_bytes`` string [N] -> ``image_png_bytes`` string [N] (TF Serving's
+  REST API base64-encodes outputs whose names end in ``_bytes``).
+
+Out-of-range ids, sizes above the recorded maximum and sizes the architecture cannot take fail
+with INVALID_ARGUMENT.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+
+from absl import app, flags
+
+from tfsynth import flags as tfsynth_flags
+
+EXPORT_INFO = "tfsynth_export.json"
+
+
+def next_version_dir(model_dir: str) -> str:
+    """``model_dir/export/<n+1>``: TF Serving serves the highest integer version."""
+    root = os.path.join(model_dir, "export")
+    versions = [int(name) for name in os.listdir(root) if re.fullmatch(r"\d+", name)] if os.path.isdir(root) else []
+    return os.path.join(root, str(max(versions, default=0) + 1))
+
+
+def _to_uint8(images):
+    import tensorflow as tf
+
+    return tf.cast(tf.clip_by_value(tf.round(images), 0, 255), tf.uint8)
+
+
+def _check_label_input(model, label, max_size: int):
+    import tensorflow as tf
+
+    from tfsynth.data import labels
+
+    num_classes = labels.get_label_space(model.source_label_space).num_classes
+    height, width = tf.shape(label)[1], tf.shape(label)[2]
+    multiple = model.size_multiple
+    return [
+        tf.debugging.assert_less(tf.reduce_max(tf.cast(label, tf.int32)), num_classes,
+                                 message=f"label id outside {model.source_label_space} (0..{num_classes - 1})"),
+        tf.debugging.assert_less_equal(tf.maximum(height, width), max_size,
+                                       message=f"label larger than the export's max_size {max_size}"),
+        tf.debugging.assert_equal(tf.stack([height % multiple, width % multiple]), 0,
+                                  message=f"label height and width must be multiples of {multiple}"),
+    ]
+
+
+def label_to_image_endpoints(model, max_size: int) -> dict:
+    """The two signatures of a label -> image model, as (function, input signature) pairs."""
+    import tensorflow as tf
+
+    multi_output = model.num_outputs > 1
+
+    def serving_default(label):
+        with tf.control_dependencies(_check_label_input(model, label, max_size)):
+            images = _to_uint8(model.generate({"label": label}))
+        outputs = {"image": images[:, 0]}
+        if multi_output:
+            outputs["images"] = images
+        return outputs
+
+    def predict_png(label_png_bytes):
+        def one(png):
+            label = tf.io.decode_png(png, channels=1)[None, ..., 0]
+            with tf.control_dependencies(_check_label_input(model, label, max_size)):
+                image = _to_uint8(model.generate({"label": label}))[0, 0]
+            return tf.io.encode_png(image)
+
+        encoded = tf.map_fn(one, label_png_bytes, fn_output_signature=tf.TensorSpec([], tf.string))
+        return {"image_png_bytes": encoded}
+
+    return {
+        "serving_default": (serving_default, [tf.TensorSpec([None, None, None], tf.uint8, name="label")]),
+        "predict_png": (predict_png, [tf.TensorSpec([None], tf.string, name="label_png_bytes")]),
+    }
+
+
+ENDPOINTS = {"label_to_image": label_to_image_endpoints}
+
+
+def export_model(model, export_dir: str, max_size: int = 2048, model_name: str | None = None) -> str:
+    """Writes ``model``'s generator with its signatures to ``export_dir``; returns the path."""
+    import keras
+
+    archive = keras.export.ExportArchive()
+    for network in model.networks.values():
+        archive.track(network)
+    for name, (function, signature) in ENDPOINTS[model.export_kind](model, max_size).items():
+        archive.add_endpoint(name, function, input_signature=signature)
+    archive.write_out(export_dir, verbose=False)
+    with open(os.path.join(export_dir, EXPORT_INFO), "w") as f:
+        json.dump({"model": model_name or type(model).__name__.lower(), "kind": model.export_kind,
+                   "label_space": model.source_label_space, "max_size": max_size,
+                   "size_multiple": model.size_multiple, "num_outputs": model.num_outputs}, f, indent=2)
+    return export_dir
+
+
+def load_trained_model(model_dir: str):
+    """Rebuilds the model described by ``model_dir/config.json`` and restores its networks."""
+    import tensorflow as tf
+
+    from tfsynth import config as config_lib
+    from tfsynth import registry
+
+    config_path = os.path.join(model_dir, "config.json")
+    if not os.path.exists(config_path):
+        raise FileNotFoundError(f"{config_path} not found: is {model_dir} a tfsynth model_dir?")
+    with open(config_path) as f:
+        saved = json.load(f)
+    model_class = registry.get(saved["model"]).load()
+    config = config_lib.build_config(model_class.config_class, base=saved["hparams"])
+    model = model_class(config, source_label_space=saved["data"]["label_space"])
+    latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    if latest is None:
+        raise FileNotFoundError(f"no checkpoint in {model_dir}/checkpoints")
+    tf.train.Checkpoint(**model.networks).restore(latest).expect_partial().assert_existing_objects_matched()
+    return model, saved["model"]
+
+
+def main(argv):
+    del argv
+    flags_values = flags.FLAGS
+    try:
+        model, name = load_trained_model(flags_values.model_dir)
+    except (FileNotFoundError, ValueError) as error:
+        sys.exit(f"error: {error}")
+    path = export_model(model, flags_values.export_dir or next_version_dir(flags_values.model_dir),
+                        flags_values.max_size, model_name=name)
+    print(f"Exported SavedModel: {path}")
+
+
+def run():
+    tfsynth_flags.define_export_flags()
+    flags.mark_flag_as_required("model_dir")
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

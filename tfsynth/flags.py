@@ -1,0 +1,83 @@
+"""Every absl flag of the entry points, defined here once (never in a ``-m`` module, where a
+second import would define them twice; TF_NOTES Q9).
+
+Entry points call the ``define_*`` functions they need before ``app.run``. Flags are parsed
+before TensorFlow is imported, so a wrong flag fails in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+from absl import flags
+
+from tfsynth import registry
+
+FLAGS = flags.FLAGS
+
+
+def _once(define):
+    """Lets several entry points (and tests importing them) share a definition function."""
+    done = []
+
+    def wrapper():
+        if not done:
+            define()
+            done.append(True)
+
+    wrapper.__doc__ = define.__doc__
+    return wrapper
+
+
+@_once
+def define_runtime_flags():
+    """Flags shared by train and bench (DESIGN.md section 2.2)."""
+    flags.DEFINE_enum("model", "crn", sorted(registry.MODELS), "Model family to train.")
+    flags.DEFINE_string("model_dir", None, "Run directory: config.json, checkpoints/, logs/, samples/, export/.")
+    flags.DEFINE_string("train_data", "synthetic",
+                        "TFRecord dataset directory (with dataset.json), or 'synthetic[:HxW[:N]]' for the "
+                        "built-in street scenes (generated once, cached under $TFSYNTH_CACHE).")
+    flags.DEFINE_string("eval_data", None, "Dataset for sample grids; default: the train data's val split "
+                        "when it has one, else its first train examples.")
+    flags.DEFINE_string("train_split", "train", "Split of --train_data to train on.")
+    flags.DEFINE_integer("global_batch_size", 1, "Examples per step over all replicas.", lower_bound=1)
+    flags.DEFINE_integer("train_steps", None, "Steps to train (overrides --epochs).", lower_bound=1)
+    flags.DEFINE_float("epochs", None, "Epochs to train, when --train_steps is not given.", lower_bound=0)
+    flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multi_worker", "tpu"],
+                      "tf.distribute strategy.")
+    flags.DEFINE_integer("cpu_devices", 1, "Without GPUs: logical CPU devices for --strategy=mirrored "
+                         "(to test distribution on one machine).", lower_bound=1)
+    flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
+                      "XLA for the per-replica gradient computation; auto = on for GPU/TPU, off on CPU.")
+    flags.DEFINE_enum("mixed_precision", "none", ["none", "bfloat16", "float16"], "Compute precision.")
+    flags.DEFINE_integer("seed", 0, "Seed for initialisation and data order.")
+    flags.DEFINE_bool("deterministic", False, "Deterministic ops (slower); the data order is always seeded.")
+    flags.DEFINE_integer("log_every", 50, "Steps between progress lines and scalar summaries.", lower_bound=1)
+    flags.DEFINE_integer("image_every", 500, "Steps between image grids (TensorBoard and samples/).", lower_bound=1)
+    flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints.", lower_bound=1)
+    flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept.", lower_bound=1)
+    flags.DEFINE_string("hparams", "", "Model hyper-parameters, key=value,... (strict: unknown keys fail).")
+    flags.DEFINE_string("vgg_weights", None,
+                        "Perceptual network weights for models that have one: imagenet | auto | random | "
+                        "PATH (MatConvNet imagenet-vgg-verydeep-19.mat or keras *_notop.h5). Same as "
+                        "--hparams=vgg_weights=...")
+    flags.DEFINE_string("init_from", None, "Warm start: a model_dir (or checkpoint prefix) whose network "
+                        "weights are copied by layer name where shapes match (e.g. CRN 512p from 256p).")
+    flags.DEFINE_integer("num_samples", 2, "Examples in the image grid.", lower_bound=1)
+    flags.DEFINE_bool("dry_run", False, "Build the networks, print their parameter counts, and exit "
+                      "without reading data.")
+    flags.DEFINE_bool("export", True, "Export a SavedModel at the end of training.")
+
+
+@_once
+def define_export_flags():
+    flags.DEFINE_string("model_dir", None, "Run directory to export from (latest checkpoint).")
+    flags.DEFINE_string("export_dir", None, "Destination; default model_dir/export/<next version>.")
+    flags.DEFINE_integer("max_size", 2048, "Largest accepted height or width; larger inputs fail "
+                         "with INVALID_ARGUMENT.", lower_bound=1)
+
+
+@_once
+def define_infer_flags():
+    flags.DEFINE_string("saved_model", None, "Exported SavedModel directory (export/<version>).")
+    flags.DEFINE_string("input", None, "A label PNG, or a directory of them.")
+    flags.DEFINE_string("output", None, "Directory for the generated PNGs.")
+    flags.DEFINE_bool("all_outputs", False, "Also write every one of a multi-output model's images.")

@@ -1,0 +1,45 @@
+"""Model families by name.
+
+An explicit table. Each entry names the module and class rather than importing them, so that
+flag parsing (which needs only the names) stays free of the TensorFlow import and a wrong flag
+fails in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """Where a family lives and what it is.
+
+    Attributes:
+      name: the ``--model`` value.
+      module: the family's module (one file per family).
+      class_name: its ``SynthesisModel`` subclass.
+      summary: one line for ``--help``.
+    """
+
+    name: str
+    module: str
+    class_name: str
+    summary: str
+
+    def load(self):
+        """The model class (imports TensorFlow)."""
+        return getattr(importlib.import_module(self.module), self.class_name)
+
+
+MODELS = {
+    "crn": ModelSpec("crn", "tfsynth.models.crn", "CRN",
+                     "Cascaded Refinement Networks (Chen & Koltun 2017): labels -> photo"),
+}
+
+
+def get(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; valid: {', '.join(sorted(MODELS))}") from None

@@ -1,0 +1,308 @@
+"""The model-agnostic training loop behind ``tfsynth.train`` (and the step ``tfsynth.bench`` times).
+
+A custom loop rather than ``Model.fit``: it checkpoints the data iterator with the weights for an
+exact resume, runs the same way under every tf.distribute strategy (``fit`` is broken under
+MultiWorkerMirroredStrategy in Keras 3, keras#20585), and keeps its own step counter.
+
+Distribution: each worker reads its share of the global batch through a plain, checkpointable
+iterator, and every replica slices its own part inside ``strategy.run`` (distributed iterators
+cannot be checkpointed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+
+from absl import logging
+
+from tfsynth import config as config_lib
+from tfsynth import registry
+from tfsynth.data import pipelines, tfrecord
+
+
+class TrainingError(ValueError):
+    """A bad flag combination or model_dir state; the message names the flag or file."""
+
+
+# ---------------------------------------------------------------------------- configuration
+
+def model_config(spec, flags_values) -> object:
+    """The family's config from its defaults, ``--hparams`` and ``--vgg_weights``."""
+    model_class = spec.load()
+    overrides = config_lib.parse_hparams(flags_values.hparams or "")
+    if flags_values.vgg_weights:
+        if "vgg_weights" not in {f.name for f in dataclasses.fields(model_class.config_class)}:
+            raise TrainingError(f"--vgg_weights: model {spec.name} has no perceptual network")
+        overrides["vgg_weights"] = flags_values.vgg_weights
+    return config_lib.build_config(model_class.config_class, overrides)
+
+
+def check_resume_config(model_dir: str, model_name: str, config) -> dict | None:
+    """Refuses to resume a model_dir with a different model or hyper-parameters."""
+    path = os.path.join(model_dir, "config.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        saved = json.load(f)
+    if saved.get("model") != model_name:
+        raise TrainingError(f"{path}: this model_dir holds a {saved.get('model')!r} model, not "
+                            f"{model_name!r}; use another --model_dir")
+    current = json.loads(json.dumps(config_lib.to_dict(config)))
+    changed = {k: (saved["hparams"].get(k), v) for k, v in current.items()
+               if k != "vgg_weights" and saved["hparams"].get(k) != v}
+    if changed:
+        detail = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+        raise TrainingError(f"{path}: hyper-parameters differ from the run being resumed ({detail}); "
+                            "rerun with the same flags or use another --model_dir")
+    return saved
+
+
+def resolve_steps(flags_values, examples: int) -> int:
+    if flags_values.train_steps:
+        return flags_values.train_steps
+    if flags_values.epochs:
+        return max(1, math.ceil(flags_values.epochs * examples / flags_values.global_batch_size))
+    raise TrainingError("give --train_steps or --epochs")
+
+
+def print_summary(title: str, rows: list[tuple[str, str]]) -> None:
+    width = max(len(name) for name, _ in rows)
+    print(title, flush=True)
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value}", flush=True)
+
+
+def network_rows(model, loss_networks: dict | None = None) -> list[tuple[str, str]]:
+    rows = [(name, f"{count:,} parameters") for name, count in model.parameter_counts().items()]
+    for name, network in (loss_networks or {}).items():
+        source = getattr(network, "weights_source", "")
+        rows.append((name, f"{int(network.count_params()):,} parameters (frozen loss network, "
+                           f"weights: {source})"))
+    return rows
+
+
+# ------------------------------------------------------------------------------- components
+
+def make_step_function(model, strategy, step_counter):
+    """A tf.function running one distributed training step from an iterator."""
+    import tensorflow as tf
+
+    from tfsynth import distribute
+
+    _, _, local_replicas = distribute.worker_info(strategy)
+
+    def replica_step(batch):
+        context = tf.distribute.get_replica_context()
+        index = context.replica_id_in_sync_group % local_replicas
+        share = tf.shape(batch["image"])[0] // local_replicas
+        local = {k: v[index * share:(index + 1) * share] for k, v in batch.items()}
+        return model.train_step(local)
+
+    @tf.function
+    def step(iterator):
+        per_replica = strategy.run(replica_step, (next(iterator),))
+        losses = {name: strategy.reduce("MEAN", value, axis=None) for name, value in per_replica.items()}
+        step_counter.assign_add(1)
+        return losses
+
+    return step
+
+
+def restore_or_warm_start(checkpoint, manager, model, init_from: str | None) -> str:
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        return f"resumed from {manager.latest_checkpoint}"
+    if init_from:
+        copied, skipped = warm_start(model, init_from)
+        return f"warm start from {init_from}: {copied} layers copied, skipped {skipped or 'none'}"
+    return "from scratch"
+
+
+def warm_start(model, source: str) -> tuple[int, list[str]]:
+    """Copies network weights from another run, layer by layer where names and shapes match.
+
+    The source's own config.json rebuilds its model, so e.g. CRN 512p starts from every module
+    of a 256p run except the new top module and output (the original's fine-tuning recipe).
+    """
+    import tensorflow as tf
+
+    config_path = os.path.join(source, "config.json")
+    if not os.path.exists(config_path):
+        raise TrainingError(f"--init_from: {config_path} not found")
+    with open(config_path) as f:
+        saved = json.load(f)
+    source_class = registry.get(saved["model"]).load()
+    source_model = source_class(config_lib.build_config(source_class.config_class, base=saved["hparams"]),
+                                source_label_space=saved.get("data", {}).get("label_space", "cityscapes35"))
+    latest = tf.train.latest_checkpoint(os.path.join(source, "checkpoints"))
+    if not latest:
+        raise TrainingError(f"--init_from: no checkpoint in {source}/checkpoints")
+    tf.train.Checkpoint(**source_model.networks).restore(latest).expect_partial()
+    copied, skipped = 0, []
+    for name, network in model.networks.items():
+        source_layers = {layer.name: layer for layer in source_model.networks.get(name, network).layers}
+        for layer in network.layers:
+            donor = source_layers.get(layer.name)
+            donor_weights = donor.get_weights() if donor is not None else None
+            if donor_weights and [w.shape for w in donor_weights] == [w.shape for w in layer.get_weights()]:
+                layer.set_weights(donor_weights)
+                copied += 1
+            elif layer.weights:
+                skipped.append(layer.name)
+    return copied, skipped
+
+
+def diagnose_data_error(error, split, **parse_options):
+    """Turns a pipeline error into a DataError naming the shard, record and key, if it is one."""
+    description = tfrecord.find_bad_record(split.files, **parse_options)
+    if description is None:
+        return error
+    return tfrecord.DataError(f"bad training data: {description}")
+
+
+# ---------------------------------------------------------------------------------- the run
+
+def main(flags_values) -> None:
+    spec = registry.get(flags_values.model)
+    config = model_config(spec, flags_values)
+    model_class = spec.load()
+    if flags_values.dry_run:
+        model = model_class(config)
+        print_summary(f"{spec.name}: {spec.summary}", network_rows(model))
+        return
+    try:
+        train(flags_values, spec, config)
+    except (tfrecord.DataError, TrainingError, config_lib.HParamsError) as error:
+        logging.error("%s", error)
+        sys.exit(f"error: {error}")
+
+
+def train(flags_values, spec, config) -> None:
+    import keras
+    import tensorflow as tf
+
+    from tfsynth import distribute, export, summaries
+
+    model_dir = flags_values.model_dir
+    check_resume_config(model_dir, spec.name, config)
+    strategy = distribute.make_strategy(flags_values.strategy, flags_values.cpu_devices)
+    distribute.set_precision(flags_values.mixed_precision)
+    keras.utils.set_random_seed(flags_values.seed)
+    if flags_values.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    jit = distribute.resolve_jit_compile(flags_values.jit_compile)
+
+    data_dir = pipelines.resolve_data_dir(flags_values.train_data, flags_values.seed)
+    train_split = pipelines.load_split(data_dir, flags_values.train_split)
+    workers, worker_index, local_replicas = distribute.worker_info(strategy)
+    if flags_values.global_batch_size % (workers * local_replicas):
+        raise TrainingError(f"--global_batch_size={flags_values.global_batch_size} must be divisible "
+                            f"by the {workers * local_replicas} replicas")
+    total_steps = resolve_steps(flags_values, train_split.count)
+
+    os.makedirs(model_dir, exist_ok=True)
+    with strategy.scope():
+        model = spec.load()(config, source_label_space=train_split.label_space)
+        loss_networks = model.prepare_training(float16_loss_scaling=flags_values.mixed_precision == "float16")
+        if jit:
+            model.enable_xla()
+        step_counter = tf.Variable(0, dtype=tf.int64, name="step", trainable=False)
+
+    parse_options = dict(with_label=True)
+    dataset = pipelines.make_dataset(
+        train_split, batch_size=flags_values.global_batch_size // workers,
+        transform=model.example_transform(training=True), seed=flags_values.seed,
+        num_shards=workers, shard_index=worker_index, **parse_options)
+    iterator = iter(dataset)
+    checkpoint = tf.train.Checkpoint(step=step_counter, data=iterator, **model.checkpoint_items())
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(model_dir, "checkpoints"),
+                                         max_to_keep=flags_values.keep_checkpoints)
+    origin = restore_or_warm_start(checkpoint, manager, model, flags_values.init_from)
+    write_config(model_dir, spec.name, config, flags_values, train_split)
+
+    print_summary(f"{spec.name}: {spec.summary}", network_rows(model, loss_networks) + [
+        ("data", f"{data_dir} [{train_split.name}: {train_split.count} examples, "
+                 f"{train_split.label_space}]"),
+        ("strategy", f"{type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s), "
+                     f"XLA {'on' if jit else 'off'}, precision {flags_values.mixed_precision}"),
+        ("steps", f"{total_steps} x global batch {flags_values.global_batch_size}"),
+        ("model_dir", f"{model_dir} ({origin})"),
+    ])
+
+    sample_batch = next(iter(make_sample_dataset(flags_values, model, data_dir)))
+    sample_fn = tf.function(model.sample_columns)
+    step_fn = make_step_function(model, strategy, step_counter)
+    writer = tf.summary.create_file_writer(os.path.join(model_dir, "logs", "train"))
+    samples_dir = os.path.join(model_dir, "samples")
+    is_chief = worker_index == 0
+
+    start_step = int(step_counter.numpy())
+    start_time = time.time()
+    while int(step_counter.numpy()) < total_steps:
+        try:
+            losses = step_fn(iterator)
+        except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as error:
+            raise diagnose_data_error(error, train_split, num_classes=train_split.num_classes) from None
+        step = int(step_counter.numpy())
+        if step % flags_values.log_every == 0 or step == total_steps:
+            values = {name: float(value) for name, value in losses.items()}
+            log_progress(step, total_steps, start_step, start_time, values, flags_values.global_batch_size)
+            if is_chief:
+                rates = {f"learning_rate/{k}": float(keras.ops.convert_to_numpy(v))
+                         for k, v in model.learning_rates().items()}
+                summaries.write_scalars({f"loss/{k}": v for k, v in values.items()} | rates, step, writer)
+        if is_chief and (step % flags_values.image_every == 0 or step == total_steps):
+            grid = summaries.image_grid(sample_fn(sample_batch))
+            summaries.write_grid(grid, step, writer, samples_dir)
+        if step % flags_values.checkpoint_every == 0 or step == total_steps:
+            manager.save(checkpoint_number=step)
+    writer.flush()
+    print(f"Training done at step {int(step_counter.numpy())}. TensorBoard: tensorboard --logdir={model_dir}/logs"
+          f"  samples: {samples_dir}", flush=True)
+    if flags_values.export and is_chief:
+        path = export.export_model(model, export.next_version_dir(model_dir))
+        print(f"Exported SavedModel: {path}  (try: python -m tfsynth.infer --saved_model={path} "
+              "--input=LABELS --output=OUT)", flush=True)
+
+
+def make_sample_dataset(flags_values, model, train_data_dir: str):
+    """A fixed batch for the image grids: eval data, else the val split, else train examples."""
+    data_dir = (pipelines.resolve_data_dir(flags_values.eval_data, flags_values.seed)
+                if flags_values.eval_data else train_data_dir)
+    info = tfrecord.read_dataset_json(data_dir)
+    split_name = "val" if "val" in info.get("splits", {}) else flags_values.train_split
+    split = pipelines.load_split(data_dir, split_name)
+    return pipelines.make_dataset(split, batch_size=min(flags_values.num_samples, split.count),
+                                  transform=model.example_transform(training=False),
+                                  shuffle=False, repeat=False)
+
+
+def write_config(model_dir, model_name, config, flags_values, split) -> None:
+    runtime = {name: flags_values[name].value for name in (
+        "train_data", "eval_data", "train_split", "global_batch_size", "train_steps", "epochs",
+        "strategy", "jit_compile", "mixed_precision", "seed", "deterministic", "log_every",
+        "image_every", "checkpoint_every", "init_from")}
+    resolved = {
+        "model": model_name,
+        "hparams": config_lib.to_dict(config),
+        "runtime": runtime,
+        "data": {"dir": split.data_dir, "split": split.name, "examples": split.count,
+                 "label_space": split.label_space},
+    }
+    with open(os.path.join(model_dir, "config.json"), "w") as f:
+        json.dump(resolved, f, indent=2, sort_keys=True)
+
+
+def log_progress(step, total, start_step, start_time, losses, batch_size) -> None:
+    elapsed = max(time.time() - start_time, 1e-9)
+    rate = (step - start_step) / elapsed
+    eta = (total - step) / rate if rate > 0 else float("inf")
+    loss_text = "  ".join(f"{name}={value:.4g}" for name, value in losses.items())
+    eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"
+    print(f"step {step}/{total}  {loss_text}  {rate:.2f} steps/s  {rate * batch_size:.2f} img/s  "
+          f"eta {eta_text}", flush=True)
