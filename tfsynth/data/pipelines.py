@@ -11,8 +11,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import shutil
-import tempfile
 
 from absl import logging
 
@@ -80,18 +78,10 @@ def resolve_data_dir(spec: str, seed: int = 0) -> str:
 
     logging.info("Rendering %d built-in synthetic scenes at %dx%d into %s (once)", count, height,
                  width, target)
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".staging-", dir=os.path.dirname(target))
-    try:
-        convert.build_synthetic(staging, num_train=count, num_val=max(1, count // 10),
-                                height=height, width=width, seed=seed)
-        os.replace(staging, target)
-    except OSError:
-        # Another process finished first: use its copy.
-        if not os.path.exists(os.path.join(target, tfrecord.DATASET_JSON)):
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    # build_synthetic stages in a temporary folder and renames it into place, so an interrupted
+    # render is never mistaken for a finished one.
+    convert.build_synthetic(target, num_train=count, num_val=max(1, count // 10),
+                            height=height, width=width, seed=seed, log=logging.info)
     return target
 
 

@@ -1,0 +1,196 @@
+r"""Converts a dataset on disk to sharded TFRecords with a dataset.json (DESIGN.md 2.1, 2.4).
+
+Examples:
+  python tools/build_tfrecords.py --format=cityscapes --src=/data/cityscapes \
+      --out=/data/tfr/cityscapes_256p --size=256x512
+  python tools/build_tfrecords.py --format=image_folder --src=/data/horse2zebra \
+      --out=/data/tfr/horse2zebra --splits=trainA,trainB
+  python tools/build_tfrecords.py --format=synthetic --out=/tmp/synth --num_examples=200 --size=128x256
+  python tools/build_tfrecords.py --format=synthetic --layout=cityscapes --out=/tmp/fake_cityscapes
+
+Formats (tfsynth/data/sources.py has the details):
+  cityscapes      ROOT/leftImg8bit/<split>/<city>/*_leftImg8bit.png with gtFine labelIds and
+                  instanceIds; labels in cityscapes35.
+  paired_folders  SRC/<split>/images/* with SRC/<split>/labels/<stem>.png (8-bit ids in
+                  --label_space) and optional SRC/<split>/instances/<stem>.png (16-bit).
+  image_folder    every image under SRC/<split>/ (trainA/, trainB/ ... are splits); image only.
+  synthetic       the built-in street scenes (no --src); --layout=cityscapes writes them as the
+                  official Cityscapes folder layout instead, to exercise the cityscapes format.
+
+Errors name the file at fault and exit with status 1; nothing invalid is ever written.
+TensorFlow is imported only after the flags are parsed and checked.
+"""
+
+import os
+import sys
+
+# Runnable from a checkout without `pip install -e .`.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+from tfsynth.data import sources  # noqa: E402  (numpy and Pillow only: --help stays fast)
+
+DEFAULT_SYNTHETIC_SIZE = (256, 512)
+
+flags.DEFINE_enum("format", None, list(sources.SOURCES), "Layout of the data under --src.")
+flags.DEFINE_string("src", None, "Dataset root folder (not used by --format=synthetic).")
+flags.DEFINE_string("out", None, "Output folder for the shards and dataset.json.")
+flags.DEFINE_string("size", None,
+                    "HxW, e.g. 256x512: resize every example (photos bicubic, labels nearest). "
+                    f"For --format=synthetic, the rendered size (default "
+                    f"{DEFAULT_SYNTHETIC_SIZE[0]}x{DEFAULT_SYNTHETIC_SIZE[1]}).")
+flags.DEFINE_list("splits", None,
+                  "Splits to convert. Default: train,val for cityscapes and synthetic; every "
+                  "split folder under --src for paired_folders and image_folder.")
+flags.DEFINE_integer("num_shards", None,
+                     "Shards per split. Default ceil(count/200) (about 100 MB each); never more "
+                     "than the split's examples.", lower_bound=1)
+flags.DEFINE_enum("image_format", "png", ["png", "jpeg"], "Encoding of the photos in the records.")
+flags.DEFINE_bool("skip_bad", False,
+                  "Skip and log bad examples (counted in dataset.json) instead of stopping.")
+flags.DEFINE_string("label_space", None,
+                    "Label space of the ids (cityscapes35, cityscapes20) for "
+                    "--format=paired_folders (default cityscapes35); cityscapes and synthetic "
+                    "are always cityscapes35.")
+flags.DEFINE_integer("num_examples", 100,
+                     "--format=synthetic: train examples; other splits get max(1, N//10).",
+                     lower_bound=1)
+flags.DEFINE_integer("seed", 0, "--format=synthetic: scene seed (each split offsets it).",
+                     lower_bound=0)
+flags.DEFINE_enum("layout", "tfrecord", ["tfrecord", "cityscapes"],
+                  "--format=synthetic: write TFRecords, or the official Cityscapes PNG layout.")
+flags.DEFINE_integer("num_workers", None, "Reader threads (default: min(4, CPU count)).",
+                     lower_bound=1)
+
+FLAGS = flags.FLAGS
+
+
+def _parse_size_flag(text):
+    from tfsynth.data import synthetic
+
+    return synthetic.parse_size(text)
+
+
+def _size_is_valid(text):
+    if text is None:
+        return True
+    try:
+        _parse_size_flag(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _label_space_is_valid(name):
+    from tfsynth.data import labels
+
+    return name is None or name in labels.LABEL_SPACES
+
+
+flags.register_validator("size", _size_is_valid,
+                         message="--size must be HxW with positive integers, e.g. 256x512")
+flags.register_validator("label_space", _label_space_is_valid,
+                         message="--label_space must be one of cityscapes20, cityscapes35")
+flags.mark_flags_as_required(["format", "out"])
+
+
+def _check_flag_combinations():
+    """Raises UsageError naming the flag when flags contradict the chosen --format."""
+    synthetic = FLAGS.format == "synthetic"
+    if not synthetic and not FLAGS.src:
+        raise app.UsageError(f"--src is required for --format={FLAGS.format}")
+    if synthetic and FLAGS.src:
+        raise app.UsageError("--src is not used by --format=synthetic")
+    if not synthetic:
+        for name in ("num_examples", "seed", "layout"):
+            if FLAGS[name].present:
+                raise app.UsageError(f"--{name} only applies to --format=synthetic")
+    if FLAGS.label_space and FLAGS.format != "paired_folders":
+        if FLAGS.format == "image_folder":
+            raise app.UsageError("--label_space does not apply to --format=image_folder (no labels)")
+        if FLAGS.label_space != "cityscapes35":
+            raise app.UsageError(f"--label_space: --format={FLAGS.format} is always cityscapes35")
+    if FLAGS.layout == "cityscapes" and (FLAGS["num_shards"].present or FLAGS.skip_bad
+                                         or FLAGS["image_format"].present):
+        raise app.UsageError("--num_shards, --image_format and --skip_bad do not apply to "
+                             "--layout=cityscapes (it writes PNG files, not TFRecords)")
+    if synthetic and FLAGS.size:
+        if min(_parse_size_flag(FLAGS.size)) < sources.SYNTHETIC_MIN_SIZE:
+            raise app.UsageError(f"--size={FLAGS.size}: synthetic scenes need at least "
+                                 f"{sources.SYNTHETIC_MIN_SIZE}x{sources.SYNTHETIC_MIN_SIZE}")
+    if FLAGS.splits is not None and (not FLAGS.splits or not all(FLAGS.splits)):
+        raise app.UsageError("--splits must name at least one split, comma-separated")
+
+
+def _write_synthetic_cityscapes_layout(splits, size):
+    from tfsynth.data import synthetic
+
+    for split in splits:
+        count = FLAGS.num_examples if split == "train" else max(1, FLAGS.num_examples // 10)
+        synthetic.write_cityscapes_layout(FLAGS.out, count, size[0], size[1],
+                                          seed=sources.synthetic_split_seed(FLAGS.seed, split),
+                                          split=split)
+        print(f"{split}: wrote {count} scenes", flush=True)
+    print(f"wrote the Cityscapes layout under {FLAGS.out} for splits {', '.join(splits)}", flush=True)
+
+
+def _convert():
+    from tfsynth.data import convert
+
+    size = _parse_size_flag(FLAGS.size) if FLAGS.size else None
+    source_format = sources.SOURCES[FLAGS.format]
+    label_space = FLAGS.label_space or source_format.default_label_space
+    if FLAGS.format == "synthetic":
+        size = size or DEFAULT_SYNTHETIC_SIZE
+        splits = FLAGS.splits or list(source_format.default_splits)
+        if FLAGS.layout == "cityscapes":
+            _write_synthetic_cityscapes_layout(splits, size)
+            return
+        listed = convert.synthetic_splits(splits, FLAGS.num_examples, size[0], size[1], FLAGS.seed)
+        # The scenes are rendered at --size already: nothing to resize.
+        size, source, extra_info = None, "synthetic", {"seed": FLAGS.seed}
+    else:
+        src = os.path.abspath(FLAGS.src)
+        splits = (FLAGS.splits or list(source_format.default_splits or ())
+                  or sources.discover_splits(FLAGS.format, src))
+        # List every split before converting any, so a missing one fails in seconds.
+        listed = {split: source_format.list_split(src, split, label_space) for split in splits}
+        source, extra_info = src, None
+    convert.convert_dataset(
+        listed, FLAGS.out, format_name=FLAGS.format, source=source, label_space=label_space,
+        image_format=FLAGS.image_format, size=size, num_shards=FLAGS.num_shards,
+        skip_bad=FLAGS.skip_bad, num_workers=FLAGS.num_workers or convert.DEFAULT_NUM_WORKERS,
+        extra_info=extra_info)
+
+
+_HELP_ARGS = {"-h", "-?", "-help", "--help", "-helpshort", "--helpshort", "-helpfull", "--helpfull"}
+
+
+def _parse_flags(argv):
+    """absl's parser, except that asking for help exits 0 (absl exits 1 after printing it)."""
+    try:
+        return app.parse_flags_with_usage(argv)
+    except SystemExit as error:
+        if error.code == 1 and _HELP_ARGS.intersection(argv[1:]):
+            raise SystemExit(0) from None
+        raise
+
+
+def main(argv):
+    try:
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        _check_flag_combinations()
+    except app.UsageError as error:  # absl would print the whole --help before the message
+        sys.exit(f"error: {error} (see --help)")
+    from tfsynth.data.tfrecord import DataError
+
+    try:
+        _convert()
+    except (DataError, OSError) as error:  # OSError: an unwritable --out, say; it names the path
+        sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=_parse_flags)
