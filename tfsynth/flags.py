@@ -7,11 +7,16 @@ before TensorFlow is imported, so a wrong flag fails in a fraction of a second.
 
 from __future__ import annotations
 
+import os
+
 from absl import flags
 
 from tfsynth import registry
 
 FLAGS = flags.FLAGS
+
+# Entry points import this module before TensorFlow: keep TF's C++ info lines out of the output.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 
 def _once(define):

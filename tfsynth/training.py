@@ -260,7 +260,7 @@ def train(flags_values, spec, config) -> None:
             grid = summaries.image_grid(sample_fn(sample_batch))
             summaries.write_grid(grid, step, writer, samples_dir)
         if step % flags_values.checkpoint_every == 0 or step == total_steps:
-            manager.save(checkpoint_number=step)
+            print(f"saved checkpoint {manager.save(checkpoint_number=step)}", flush=True)
     writer.flush()
     print(f"Training done at step {int(step_counter.numpy())}. TensorBoard: tensorboard --logdir={model_dir}/logs"
           f"  samples: {samples_dir}", flush=True)

@@ -44,7 +44,8 @@ class CRNConfig:
       num_outputs: K, the number of images rendered at once (9 at 256p, 1 at 512p/1024p).
       loss: "diversity" (masked per-class loss, min over outputs) or "simple" (plain L1 per
         layer, as the 512p/1024p fine-tuning used).
-      layer_weights: weights of the six terms p0..p5 (input, conv1_2 .. conv5_2).
+      layer_weights: weights of the six terms p0..p5 (input, conv1_2 .. conv5_2); empty for
+        the original's weights of the chosen loss.
       vgg_weights: "imagenet", a MatConvNet .mat or keras .h5 path, "auto" or "random".
       learning_rate, beta_1, beta_2, epsilon: Adam, with TF1's defaults.
       trainable_from_height: train only the modules at this height and above (0: all);
@@ -56,7 +57,7 @@ class CRNConfig:
     max_channels: int = 0
     num_outputs: int = 9
     loss: str = "diversity"
-    layer_weights: tuple[float, ...] = DIVERSITY_WEIGHTS
+    layer_weights: tuple[float, ...] = ()
     vgg_weights: str = "imagenet"
     learning_rate: float = 1e-4
     beta_1: float = 0.9
@@ -75,10 +76,16 @@ class CRNConfig:
             raise ValueError(f"image_size width {width} must be divisible by {int(ratio)}")
         if self.loss not in ("diversity", "simple"):
             raise ValueError(f"loss must be 'diversity' or 'simple', got {self.loss!r}")
-        if len(self.layer_weights) != len(LOSS_LAYERS):
+        if self.layer_weights and len(self.layer_weights) != len(LOSS_LAYERS):
             raise ValueError(f"layer_weights needs {len(LOSS_LAYERS)} values (p0..p5)")
         if self.num_outputs < 1:
             raise ValueError("num_outputs must be >= 1")
+
+    @property
+    def term_weights(self) -> tuple[float, ...]:
+        if self.layer_weights:
+            return self.layer_weights
+        return DIVERSITY_WEIGHTS if self.loss == "diversity" else SIMPLE_WEIGHTS
 
     @property
     def module_heights(self) -> list[int]:
@@ -227,14 +234,14 @@ class CRN(SynthesisModel):
         terms = [split(features[name]) for name in LOSS_LAYERS]
         if cfg.loss == "simple":
             per_layer = [w * losses.feature_l1(real_f, fake_f)
-                         for w, (real_f, fake_f) in zip(cfg.layer_weights, terms)]
+                         for w, (real_f, fake_f) in zip(cfg.term_weights, terms)]
             total = tf.add_n(per_layer)
         else:
             pyramid = [one_hot]
             for _ in range(max(LOSS_LAYER_LEVELS)):
                 pyramid.append(tf.nn.avg_pool2d(pyramid[-1], 2, 2, "VALID"))
             errors = [w * losses.masked_feature_error(real_f, fake_f, pyramid[level])
-                      for w, level, (real_f, fake_f) in zip(cfg.layer_weights, LOSS_LAYER_LEVELS, terms)]
+                      for w, level, (real_f, fake_f) in zip(cfg.term_weights, LOSS_LAYER_LEVELS, terms)]
             content = tf.add_n(errors)  # [B, K, C]
             total = losses.diversity_loss(content)
             # Attribute the total to the six terms with the same per-class output selection,

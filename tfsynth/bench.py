@@ -1,0 +1,211 @@
+"""Measure speed and memory: ``python -m tfsynth.bench --flagfile=configs/X.flags``.
+
+Reports, for the model and data of a training flagfile:
+
+* the training step: median time, images/s, analytic FLOPs per step, achieved GFLOP/s and its
+  fraction of the fp32 matmul peak measured on the same machine in the same run;
+* inference latency of the generator (batch 1, training size);
+* the input pipeline's images/s (decode + transforms, no model);
+* peak resident memory.
+
+FLOPs are analytic: the traced step graph's convolutions (forward, input and filter gradients)
+and matmuls, each 2*k*k*Cin*Cout*H*W (2*M*N*K), summed; elementwise work is not counted.
+Timings on shared machines vary by 20-40 %: compare ratios from one run, not absolutes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+
+from absl import app, flags
+
+from tfsynth import flags as tfsynth_flags
+
+tfsynth_flags.define_runtime_flags()
+flags.DEFINE_integer("bench_steps", 10, "Timed training steps.", lower_bound=1)
+flags.DEFINE_integer("warmup_steps", 2, "Untimed steps first (tracing, allocation).", lower_bound=1)
+flags.DEFINE_integer("pipeline_batches", 50, "Batches read when timing the input pipeline.", lower_bound=1)
+flags.DEFINE_string("bench_out", None, "JSON output path (default: bench.json in --model_dir, or stdout only).")
+FLAGS = flags.FLAGS
+
+_CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
+
+
+def graph_flops(concrete_function) -> int:
+    """Analytic multiply-add FLOPs (x2) of the convolutions and matmuls in a traced graph."""
+    import numpy as np
+
+    total = 0
+    for op in _live_ops(concrete_function.graph):
+        if op.type in _CONV_OPS:
+            # Every variant costs what the forward conv costs: output pixels x kernel volume.
+            # Take the forward output shape from whichever tensor holds it.
+            if op.type == "Conv2D":
+                kernel, out = op.inputs[1].shape, op.outputs[0].shape
+            elif op.type == "Conv2DBackpropInput":
+                kernel, out = op.inputs[1].shape, op.inputs[2].shape
+            else:
+                kernel, out = op.outputs[0].shape, op.inputs[2].shape
+            if kernel.is_fully_defined() and out.is_fully_defined():
+                kh, kw, cin, cout = kernel.as_list()
+                batch, height, width, _ = out.as_list()
+                total += 2 * kh * kw * cin * cout * batch * height * width
+        elif op.type in ("MatMul", "BatchMatMulV2"):
+            a, b = op.inputs[0].shape, op.inputs[1].shape
+            if a.is_fully_defined() and b.is_fully_defined():
+                transpose_a = op.get_attr("transpose_a" if op.type == "MatMul" else "adj_x")
+                k = a[-2] if transpose_a else a[-1]
+                total += 2 * int(np.prod(op.outputs[0].shape.as_list())) * int(k)
+    return total
+
+
+def _live_ops(graph):
+    """Ops the graph's outputs depend on. Gradient functions also emit ops nobody uses (filter
+    gradients of frozen networks) that grappler prunes before running; they cost nothing."""
+    live, stack = set(), [t.op for t in graph.outputs]
+    while stack:
+        op = stack.pop()
+        if op in live:
+            continue
+        live.add(op)
+        stack.extend(t.op for t in op.inputs)
+        stack.extend(op.control_inputs)
+    return live
+
+
+def measure_peak_gflops(size: int = 2048, repeats: int = 7) -> float:
+    """Best fp32 matmul throughput of this machine, in GFLOP/s."""
+    import tensorflow as tf
+
+    a = tf.random.normal([size, size])
+    b = tf.random.normal([size, size])
+    matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
+    matmul().numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul().numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def timed(function, steps: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        _block(function())
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        _block(function())
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _block(result):
+    import tensorflow as tf
+
+    tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, result)
+
+
+def main(argv):
+    del argv
+    import keras
+    import tensorflow as tf
+
+    from tfsynth import distribute, registry, training
+    from tfsynth.data import pipelines
+
+    spec = registry.get(FLAGS.model)
+    config = training.model_config(spec, FLAGS)
+    distribute.set_precision(FLAGS.mixed_precision)
+    keras.utils.set_random_seed(FLAGS.seed)
+    jit = distribute.resolve_jit_compile(FLAGS.jit_compile)
+    data_dir = pipelines.resolve_data_dir(FLAGS.train_data, FLAGS.seed)
+    split = pipelines.load_split(data_dir, FLAGS.train_split)
+    model = spec.load()(config, source_label_space=split.label_space)
+    model.prepare_training(float16_loss_scaling=FLAGS.mixed_precision == "float16")
+    if jit:
+        model.enable_xla()
+    dataset = pipelines.make_dataset(split, batch_size=FLAGS.global_batch_size,
+                                     transform=model.example_transform(training=True), seed=FLAGS.seed)
+    batch = next(iter(dataset))
+    batch = {k: v for k, v in batch.items() if k != "key"}
+
+    print("measuring the fp32 matmul peak ...", flush=True)
+    peak = measure_peak_gflops()
+    step = tf.function(model.train_step)
+    flops = graph_flops(tf.function(model._compute_gradients).get_concrete_function(batch))
+    print("timing the training step ...", flush=True)
+    step_times = timed(lambda: step(batch), FLAGS.bench_steps, FLAGS.warmup_steps)
+    generate = tf.function(lambda b: model.generate(b))
+    single = {k: v[:1] for k, v in batch.items()}
+    infer_times = timed(lambda: generate(single), FLAGS.bench_steps, 2)
+    print("timing the input pipeline ...", flush=True)
+    iterator = iter(dataset)
+    pipe_times = timed(lambda: next(iterator), FLAGS.pipeline_batches, 5)
+
+    step_time = statistics.median(step_times)
+    achieved = flops / step_time / 1e9
+    results = {
+        "model": spec.name,
+        "hparams": {k: v for k, v in training.config_lib.to_dict(config).items()},
+        "device": _device_name(),
+        "global_batch_size": FLAGS.global_batch_size,
+        "image_size": list(batch["image"].shape[1:3]),
+        "precision": FLAGS.mixed_precision,
+        "xla": jit,
+        "train_step_s_median": step_time,
+        "train_step_s_min": min(step_times),
+        "train_images_per_s": FLAGS.global_batch_size / step_time,
+        "flops_per_step": flops,
+        "achieved_gflops": achieved,
+        "peak_fp32_matmul_gflops": peak,
+        "fraction_of_peak": achieved / peak,
+        "inference_latency_ms_median": 1000 * statistics.median(infer_times),
+        "pipeline_images_per_s": FLAGS.global_batch_size / statistics.median(pipe_times),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    rows = [
+        ("device", results["device"]),
+        ("batch x size", f"{FLAGS.global_batch_size} x {results['image_size'][0]}x{results['image_size'][1]}"),
+        ("train step (median)", f"{step_time * 1000:.1f} ms  ({results['train_images_per_s']:.2f} img/s)"),
+        ("FLOPs per step", f"{flops / 1e9:.1f} GFLOP (analytic: convs + matmuls)"),
+        ("achieved", f"{achieved:.0f} GFLOP/s = {100 * results['fraction_of_peak']:.0f}% of the "
+                     f"{peak:.0f} GFLOP/s fp32 matmul peak"),
+        ("inference (batch 1)", f"{results['inference_latency_ms_median']:.1f} ms"),
+        ("input pipeline", f"{results['pipeline_images_per_s']:.0f} img/s"),
+        ("peak RSS", f"{results['peak_rss_mib']:.0f} MiB"),
+    ]
+    training.print_summary(f"tfsynth.bench: {spec.name}", rows)
+    out = FLAGS.bench_out or (os.path.join(FLAGS.model_dir, "bench.json") if FLAGS.model_dir else None)
+    if out:
+        os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+        with open(out, "w") as f:
+            json.dump(results, f, indent=2)
+        print(f"wrote {out}")
+    else:
+        json.dump(results, sys.stdout, indent=2)
+        print()
+
+
+def _device_name() -> str:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return f"{len(gpus)} x {details.get('device_name', 'GPU')}"
+    return f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
