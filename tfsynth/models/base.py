@@ -153,6 +153,8 @@ class SynthesisModel(keras.Model):
 
     def train_step(self, batch):
         """One optimisation step on this replica's share of the batch; returns its losses."""
+        # Record keys (strings) are for error messages; XLA cannot take them as arguments.
+        batch = {name: value for name, value in batch.items() if value.dtype != tf.string}
         gradients, losses = self._gradient_fn(batch)
         for group, grads in zip(self._groups, gradients):
             group.optimizer.apply_gradients(zip(grads, group.variables()))

@@ -160,7 +160,7 @@ def build_generator(config: CRNConfig, num_classes: int = 20) -> keras.Model:
 def module_height(layer_name: str) -> int | None:
     """The module a generator layer belongs to (``g_256_conv1`` -> 256), or None."""
     parts = layer_name.split("_")
-    return int(parts[1]) if parts[0] == "g" and parts[1].isdigit() else None
+    return int(parts[1]) if len(parts) > 1 and parts[0] == "g" and parts[1].isdigit() else None
 
 
 # ----------------------------------------------------------------------------------- model
