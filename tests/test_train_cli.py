@@ -25,13 +25,11 @@ def trained(tmp_path_factory, cache_dir):
 
 
 def generator_weights(model_dir):
-    """Generator variables of the latest checkpoint, by name."""
-    import tensorflow as tf
+    """Generator weights restored from the latest checkpoint, by variable path."""
+    from tfsynth import export
 
-    reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
-    names = [n for n in reader.get_variable_to_shape_map() if n.startswith("generator/")
-             and "OPTIMIZER_SLOT" not in n]
-    return {name: reader.get_tensor(name) for name in names}
+    model, _ = export.load_trained_model(model_dir)
+    return {variable.path: variable.numpy() for variable in model.generator.weights}
 
 
 def test_training_writes_config_checkpoints_samples_and_export(trained):

@@ -118,7 +118,8 @@ def main(argv):
     import tensorflow as tf
 
     from tfsynth import distribute, registry, training
-    from tfsynth.data import pipelines
+    from tfsynth.data import pipelines, tfrecord
+    from tfsynth.models.base import numeric
 
     spec = registry.get(FLAGS.model)
     config = training.model_config(spec, FLAGS)
@@ -126,15 +127,15 @@ def main(argv):
     keras.utils.set_random_seed(FLAGS.seed)
     jit = distribute.resolve_jit_compile(FLAGS.jit_compile)
     data_dir = pipelines.resolve_data_dir(FLAGS.train_data, FLAGS.seed)
-    split = pipelines.load_split(data_dir, FLAGS.train_split)
-    model = spec.load()(config, source_label_space=split.label_space)
+    label_space = tfrecord.read_dataset_json(data_dir).get("label_space") or "cityscapes35"
+    model = spec.load()(config, source_label_space=label_space)
+    splits = training.training_splits(model, data_dir, FLAGS.train_split)
     model.prepare_training(float16_loss_scaling=FLAGS.mixed_precision == "float16")
     if jit:
         model.enable_xla()
-    dataset = pipelines.make_dataset(split, batch_size=FLAGS.global_batch_size,
-                                     transform=model.example_transform(training=True), seed=FLAGS.seed)
-    batch = next(iter(dataset))
-    batch = {k: v for k, v in batch.items() if k != "key"}
+    dataset = training.make_model_dataset(model, splits, training=True,
+                                          batch_size=FLAGS.global_batch_size, seed=FLAGS.seed)
+    batch = numeric(next(iter(dataset)))
 
     print("measuring the fp32 matmul peak ...", flush=True)
     peak = measure_peak_gflops()
@@ -143,7 +144,7 @@ def main(argv):
     print("timing the training step ...", flush=True)
     step_times = timed(lambda: step(batch), FLAGS.bench_steps, FLAGS.warmup_steps)
     generate = tf.function(lambda b: model.generate(b))
-    single = {k: v[:1] for k, v in batch.items()}
+    single = tf.nest.map_structure(lambda value: value[:1], batch)
     infer_times = timed(lambda: generate(single), FLAGS.bench_steps, 2)
     print("timing the input pipeline ...", flush=True)
     iterator = iter(dataset)
@@ -156,7 +157,7 @@ def main(argv):
         "hparams": {k: v for k, v in training.config_lib.to_dict(config).items()},
         "device": _device_name(),
         "global_batch_size": FLAGS.global_batch_size,
-        "image_size": list(batch["image"].shape[1:3]),
+        "image_size": list(tf.nest.flatten(batch)[0].shape[1:3]),
         "precision": FLAGS.mixed_precision,
         "xla": jit,
         "train_step_s_median": step_time,

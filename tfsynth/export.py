@@ -1,12 +1,16 @@
 """Export the generator as a TF Serving SavedModel: ``python -m tfsynth.export --model_dir=D``.
 
 The export holds the generator alone with pre- and post-processing in the graph
-(DESIGN.md section 2.6). For label -> image models:
+(DESIGN.md section 2.6). For label -> image models (CRN, pix2pix on label maps):
 
 * ``serving_default``: ``label`` uint8 [N, H, W] ids in the training data's label space ->
   ``image`` uint8 [N, H, W, 3], plus ``images`` uint8 [N, K, H, W, 3] for multi-output models;
 * ``predict_png``: ``label_png_bytes`` string [N] -> ``image_png_bytes`` string [N] (TF Serving's
   REST API base64-encodes outputs whose names end in ``_bytes``).
+
+For image -> image models (CycleGAN: ``a_to_b`` and ``b_to_a``; pix2pix on photo pairs), one
+signature per direction, ``image`` uint8 [N, H, W, 3] -> ``image`` uint8, the first also as
+``serving_default``, and ``predict_png`` (``image_png_bytes`` -> ``image_png_bytes``).
 
 Out-of-range ids, sizes above the recorded maximum and sizes the architecture cannot take fail
 with INVALID_ARGUMENT.
@@ -87,7 +91,50 @@ def label_to_image_endpoints(model, max_size: int) -> dict:
     }
 
 
-ENDPOINTS = {"label_to_image": label_to_image_endpoints}
+def _check_image_input(model, image, max_size: int):
+    import tensorflow as tf
+
+    height, width = tf.shape(image)[1], tf.shape(image)[2]
+    multiple = model.size_multiple
+    return [
+        tf.debugging.assert_less_equal(tf.maximum(height, width), max_size,
+                                       message=f"image larger than the export's max_size {max_size}"),
+        tf.debugging.assert_equal(tf.stack([height % multiple, width % multiple]), 0,
+                                  message=f"image height and width must be multiples of {multiple}"),
+    ]
+
+
+def image_to_image_endpoints(model, max_size: int) -> dict:
+    """One signature per translation the model names (the first is also ``serving_default``):
+    ``image`` uint8 [N, H, W, 3] -> ``image`` uint8 [N, H, W, 3]; plus ``predict_png`` for the
+    first: ``image_png_bytes`` string [N] -> ``image_png_bytes`` string [N]."""
+    import tensorflow as tf
+
+    def translation(name):
+        def translate(image):
+            with tf.control_dependencies(_check_image_input(model, image, max_size)):
+                return {"image": _to_uint8(model.translate(name, image))}
+        return translate
+
+    names = model.translation_names()
+
+    def predict_png(image_png_bytes):
+        def one(png):
+            image = tf.io.decode_image(png, channels=3, expand_animations=False)[None]
+            with tf.control_dependencies(_check_image_input(model, image, max_size)):
+                return tf.io.encode_png(_to_uint8(model.translate(names[0], image))[0])
+
+        return {"image_png_bytes": tf.map_fn(one, image_png_bytes,
+                                             fn_output_signature=tf.TensorSpec([], tf.string))}
+
+    image_spec = [tf.TensorSpec([None, None, None, 3], tf.uint8, name="image")]
+    endpoints = {name: (translation(name), image_spec) for name in names}
+    endpoints["serving_default"] = (translation(names[0]), image_spec)
+    endpoints["predict_png"] = (predict_png, [tf.TensorSpec([None], tf.string, name="image_png_bytes")])
+    return endpoints
+
+
+ENDPOINTS = {"label_to_image": label_to_image_endpoints, "image_to_image": image_to_image_endpoints}
 
 
 def export_model(model, export_dir: str, max_size: int = 2048, model_name: str | None = None) -> str:
@@ -102,6 +149,7 @@ def export_model(model, export_dir: str, max_size: int = 2048, model_name: str |
     archive.write_out(export_dir, verbose=False)
     with open(os.path.join(export_dir, EXPORT_INFO), "w") as f:
         json.dump({"model": model_name or type(model).__name__.lower(), "kind": model.export_kind,
+                   "signatures": sorted(ENDPOINTS[model.export_kind](model, max_size)),
                    "label_space": model.source_label_space, "max_size": max_size,
                    "size_multiple": model.size_multiple, "num_outputs": model.num_outputs}, f, indent=2)
     return export_dir
@@ -111,22 +159,11 @@ def load_trained_model(model_dir: str):
     """Rebuilds the model described by ``model_dir/config.json`` and restores its networks."""
     import tensorflow as tf
 
-    from tfsynth import config as config_lib
-    from tfsynth import registry
+    from tfsynth import training
 
-    config_path = os.path.join(model_dir, "config.json")
-    if not os.path.exists(config_path):
-        raise FileNotFoundError(f"{config_path} not found: is {model_dir} a tfsynth model_dir?")
-    with open(config_path) as f:
-        saved = json.load(f)
-    model_class = registry.get(saved["model"]).load()
-    config = config_lib.build_config(model_class.config_class, base=saved["hparams"])
-    model = model_class(config, source_label_space=saved["data"]["label_space"])
-    latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-    if latest is None:
-        raise FileNotFoundError(f"no checkpoint in {model_dir}/checkpoints")
+    model, name, latest = training.rebuild_run_model(model_dir)
     tf.train.Checkpoint(**model.networks).restore(latest).expect_partial().assert_existing_objects_matched()
-    return model, saved["model"]
+    return model, name
 
 
 def main(argv):
@@ -134,7 +171,7 @@ def main(argv):
     flags_values = flags.FLAGS
     try:
         model, name = load_trained_model(flags_values.model_dir)
-    except (FileNotFoundError, ValueError) as error:
+    except ValueError as error:
         sys.exit(f"error: {error}")
     path = export_model(model, flags_values.export_dir or next_version_dir(flags_values.model_dir),
                         flags_values.max_size, model_name=name)

@@ -86,3 +86,4 @@ def define_infer_flags():
     flags.DEFINE_string("input", None, "A label PNG, or a directory of them.")
     flags.DEFINE_string("output", None, "Directory for the generated PNGs.")
     flags.DEFINE_bool("all_outputs", False, "Also write every one of a multi-output model's images.")
+    flags.DEFINE_string("signature", "serving_default", "Signature to run (e.g. a_to_b / b_to_a for CycleGAN).")

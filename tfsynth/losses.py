@@ -56,3 +56,55 @@ def feature_l1(real, fakes):
       [B] mean absolute errors over K, h, w and d.
     """
     return tf.reduce_mean(tf.abs(fakes - real[:, None]), axis=[1, 2, 3, 4])
+
+
+# ------------------------------------------------------------------------------ adversarial
+
+GAN_MODES = ("vanilla", "lsgan", "hinge")
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in GAN_MODES:
+        raise ValueError(f"unknown gan_mode {mode!r}; valid: {', '.join(GAN_MODES)}")
+
+
+def gan_discriminator_loss(real_logits, fake_logits, mode: str = "vanilla"):
+    """Discriminator loss terms (real, fake), each a mean over every patch logit.
+
+    vanilla (Goodfellow et al. 2014; pix2pix): binary cross-entropy on logits, real -> 1,
+    fake -> 0. lsgan (Mao et al. 2017; CycleGAN): squared error to 1 and 0. hinge (Lim & Ye
+    2017; SPADE): mean relu(1 - real) and mean relu(1 + fake). Families weight the two terms
+    (pix2pix and CycleGAN halve their sum).
+    """
+    _check_mode(mode)
+    real_logits = tf.cast(real_logits, tf.float32)
+    fake_logits = tf.cast(fake_logits, tf.float32)
+    if mode == "vanilla":
+        real = tf.nn.sigmoid_cross_entropy_with_logits(tf.ones_like(real_logits), real_logits)
+        fake = tf.nn.sigmoid_cross_entropy_with_logits(tf.zeros_like(fake_logits), fake_logits)
+    elif mode == "lsgan":
+        real = tf.square(real_logits - 1.0)
+        fake = tf.square(fake_logits)
+    else:
+        real = tf.nn.relu(1.0 - real_logits)
+        fake = tf.nn.relu(1.0 + fake_logits)
+    return tf.reduce_mean(real), tf.reduce_mean(fake)
+
+
+def gan_generator_loss(fake_logits, mode: str = "vanilla"):
+    """Generator adversarial loss, a mean over patch logits.
+
+    vanilla: the non-saturating BCE(D(G(x)), 1); lsgan: (D(G(x)) - 1)^2; hinge: -D(G(x)).
+    """
+    _check_mode(mode)
+    fake_logits = tf.cast(fake_logits, tf.float32)
+    if mode == "vanilla":
+        return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(tf.ones_like(fake_logits), fake_logits))
+    if mode == "lsgan":
+        return tf.reduce_mean(tf.square(fake_logits - 1.0))
+    return -tf.reduce_mean(fake_logits)
+
+
+def l1(a, b):
+    """mean |a - b| over every element (pix2pix's L1 term, CycleGAN's cycle and identity terms)."""
+    return tf.reduce_mean(tf.abs(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)))

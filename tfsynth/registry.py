@@ -35,6 +35,10 @@ class ModelSpec:
 MODELS = {
     "crn": ModelSpec("crn", "tfsynth.models.crn", "CRN",
                      "Cascaded Refinement Networks (Chen & Koltun 2017): labels -> photo"),
+    "pix2pix": ModelSpec("pix2pix", "tfsynth.models.pix2pix", "Pix2Pix",
+                         "pix2pix (Isola et al. 2017): paired translation, U-Net + PatchGAN, cGAN + L1"),
+    "cyclegan": ModelSpec("cyclegan", "tfsynth.models.cyclegan", "CycleGAN",
+                          "CycleGAN (Zhu et al. 2017): unpaired translation with cycle consistency"),
 }
 
 

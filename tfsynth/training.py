@@ -99,8 +99,8 @@ def make_step_function(model, strategy, step_counter):
     def replica_step(batch):
         context = tf.distribute.get_replica_context()
         index = context.replica_id_in_sync_group % local_replicas
-        share = tf.shape(batch["image"])[0] // local_replicas
-        local = {k: v[index * share:(index + 1) * share] for k, v in batch.items()}
+        share = tf.shape(tf.nest.flatten(batch)[0])[0] // local_replicas
+        local = tf.nest.map_structure(lambda value: value[index * share:(index + 1) * share], batch)
         return model.train_step(local)
 
     @tf.function
@@ -123,6 +123,24 @@ def restore_or_warm_start(checkpoint, manager, model, init_from: str | None) -> 
     return "from scratch"
 
 
+def rebuild_run_model(model_dir: str, flag: str = "--model_dir"):
+    """The model described by ``model_dir/config.json`` (not restored) and its latest checkpoint."""
+    import tensorflow as tf
+
+    config_path = os.path.join(model_dir, "config.json")
+    if not os.path.exists(config_path):
+        raise TrainingError(f"{flag}: {config_path} not found: is {model_dir} a tfsynth model_dir?")
+    with open(config_path) as f:
+        saved = json.load(f)
+    model_class = registry.get(saved["model"]).load()
+    config = config_lib.build_config(model_class.config_class, base=saved["hparams"])
+    model = model_class(config, source_label_space=saved["data"]["label_space"])
+    latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    if latest is None:
+        raise TrainingError(f"{flag}: no checkpoint in {model_dir}/checkpoints")
+    return model, saved["model"], latest
+
+
 def warm_start(model, source: str) -> tuple[int, list[str]]:
     """Copies network weights from another run, layer by layer where names and shapes match.
 
@@ -131,17 +149,7 @@ def warm_start(model, source: str) -> tuple[int, list[str]]:
     """
     import tensorflow as tf
 
-    config_path = os.path.join(source, "config.json")
-    if not os.path.exists(config_path):
-        raise TrainingError(f"--init_from: {config_path} not found")
-    with open(config_path) as f:
-        saved = json.load(f)
-    source_class = registry.get(saved["model"]).load()
-    source_model = source_class(config_lib.build_config(source_class.config_class, base=saved["hparams"]),
-                                source_label_space=saved.get("data", {}).get("label_space", "cityscapes35"))
-    latest = tf.train.latest_checkpoint(os.path.join(source, "checkpoints"))
-    if not latest:
-        raise TrainingError(f"--init_from: no checkpoint in {source}/checkpoints")
+    source_model, _, latest = rebuild_run_model(source, flag="--init_from")
     tf.train.Checkpoint(**source_model.networks).restore(latest).expect_partial()
     copied, skipped = 0, []
     for name, network in model.networks.items():
@@ -157,12 +165,42 @@ def warm_start(model, source: str) -> tuple[int, list[str]]:
     return copied, skipped
 
 
-def diagnose_data_error(error, split, **parse_options):
+def training_splits(model, data_dir: str, split_name: str) -> dict:
+    """The splits feeding each of the model's input streams (one, or one per domain)."""
+    return {stream: pipelines.load_split(data_dir, split)
+            for stream, split in model.input_splits(split_name).items()}
+
+
+def parse_options(model, split) -> dict:
+    return dict(num_classes=split.num_classes if model.uses_label else None,
+                with_instance=model.uses_instance, with_target=model.uses_target)
+
+
+def make_model_dataset(model, splits: dict, *, training: bool, **options):
+    """Batches for ``model`` from ``splits``: plain, or ``{domain: batch}`` zipped with each
+    domain shuffled on its own seed (unpaired data)."""
+    import tensorflow as tf
+
+    def one(split, seed_offset):
+        opts = dict(options)
+        opts["seed"] = opts.get("seed", 0) + seed_offset
+        return pipelines.make_dataset(
+            split, transform=model.example_transform(training=training),
+            with_label=model.uses_label, with_instance=model.uses_instance,
+            with_target=model.uses_target, **opts)
+
+    if "" in splits:
+        return one(splits[""], 0)
+    return tf.data.Dataset.zip({domain: one(split, 1000 * i) for i, (domain, split) in enumerate(splits.items())})
+
+
+def diagnose_data_error(error, model, splits: dict):
     """Turns a pipeline error into a DataError naming the shard, record and key, if it is one."""
-    description = tfrecord.find_bad_record(split.files, **parse_options)
-    if description is None:
-        return error
-    return tfrecord.DataError(f"bad training data: {description}")
+    for split in splits.values():
+        description = tfrecord.find_bad_record(split.files, **parse_options(model, split))
+        if description is not None:
+            return tfrecord.DataError(f"bad training data: {description}")
+    return error
 
 
 # ---------------------------------------------------------------------------------- the run
@@ -198,36 +236,40 @@ def train(flags_values, spec, config) -> None:
     jit = distribute.resolve_jit_compile(flags_values.jit_compile)
 
     data_dir = pipelines.resolve_data_dir(flags_values.train_data, flags_values.seed)
-    train_split = pipelines.load_split(data_dir, flags_values.train_split)
     workers, worker_index, local_replicas = distribute.worker_info(strategy)
     if flags_values.global_batch_size % (workers * local_replicas):
         raise TrainingError(f"--global_batch_size={flags_values.global_batch_size} must be divisible "
                             f"by the {workers * local_replicas} replicas")
-    total_steps = resolve_steps(flags_values, train_split.count)
 
     os.makedirs(model_dir, exist_ok=True)
+    model_class = spec.load()
+    label_space = tfrecord.read_dataset_json(data_dir).get("label_space") or "cityscapes35"
     with strategy.scope():
-        model = spec.load()(config, source_label_space=train_split.label_space)
-        loss_networks = model.prepare_training(float16_loss_scaling=flags_values.mixed_precision == "float16")
+        model = model_class(config, source_label_space=label_space)
+    splits = training_splits(model, data_dir, flags_values.train_split)
+    examples = max(split.count for split in splits.values())  # an epoch covers the larger domain
+    steps_per_epoch = max(1, examples // flags_values.global_batch_size)
+    total_steps = resolve_steps(flags_values, examples)
+    with strategy.scope():
+        loss_networks = model.prepare_training(
+            steps_per_epoch=steps_per_epoch, float16_loss_scaling=flags_values.mixed_precision == "float16")
         if jit:
             model.enable_xla()
         step_counter = tf.Variable(0, dtype=tf.int64, name="step", trainable=False)
 
-    parse_options = dict(with_label=True)
-    dataset = pipelines.make_dataset(
-        train_split, batch_size=flags_values.global_batch_size // workers,
-        transform=model.example_transform(training=True), seed=flags_values.seed,
-        num_shards=workers, shard_index=worker_index, **parse_options)
+    dataset = make_model_dataset(model, splits, training=True,
+                                 batch_size=flags_values.global_batch_size // workers,
+                                 seed=flags_values.seed, num_shards=workers, shard_index=worker_index)
     iterator = iter(dataset)
     checkpoint = tf.train.Checkpoint(step=step_counter, data=iterator, **model.checkpoint_items())
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(model_dir, "checkpoints"),
                                          max_to_keep=flags_values.keep_checkpoints)
     origin = restore_or_warm_start(checkpoint, manager, model, flags_values.init_from)
-    write_config(model_dir, spec.name, config, flags_values, train_split)
+    write_config(model_dir, spec.name, config, flags_values, data_dir, splits, label_space)
 
+    split_text = ", ".join(f"{split.name}: {split.count}" for split in splits.values())
     print_summary(f"{spec.name}: {spec.summary}", network_rows(model, loss_networks) + [
-        ("data", f"{data_dir} [{train_split.name}: {train_split.count} examples, "
-                 f"{train_split.label_space}]"),
+        ("data", f"{data_dir} [{split_text} examples, {label_space}]"),
         ("strategy", f"{type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s), "
                      f"XLA {'on' if jit else 'off'}, precision {flags_values.mixed_precision}"),
         ("steps", f"{total_steps} x global batch {flags_values.global_batch_size}"),
@@ -247,7 +289,7 @@ def train(flags_values, spec, config) -> None:
         try:
             losses = step_fn(iterator)
         except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as error:
-            raise diagnose_data_error(error, train_split, num_classes=train_split.num_classes) from None
+            raise diagnose_data_error(error, model, splits) from None
         step = int(step_counter.numpy())
         if step % flags_values.log_every == 0 or step == total_steps:
             values = {name: float(value) for name, value in losses.items()}
@@ -271,18 +313,20 @@ def train(flags_values, spec, config) -> None:
 
 
 def make_sample_dataset(flags_values, model, train_data_dir: str):
-    """A fixed batch for the image grids: eval data, else the val split, else train examples."""
+    """A fixed batch for the image grids: eval data, else a val/test split, else train examples."""
     data_dir = (pipelines.resolve_data_dir(flags_values.eval_data, flags_values.seed)
                 if flags_values.eval_data else train_data_dir)
-    info = tfrecord.read_dataset_json(data_dir)
-    split_name = "val" if "val" in info.get("splits", {}) else flags_values.train_split
-    split = pipelines.load_split(data_dir, split_name)
-    return pipelines.make_dataset(split, batch_size=min(flags_values.num_samples, split.count),
-                                  transform=model.example_transform(training=False),
-                                  shuffle=False, repeat=False)
+    available = tfrecord.read_dataset_json(data_dir).get("splits", {})
+    split_name = next((name for name in ("val", "test")
+                       if all(split in available for split in model.input_splits(name).values())),
+                      flags_values.train_split)
+    splits = training_splits(model, data_dir, split_name)
+    batch_size = min([flags_values.num_samples] + [split.count for split in splits.values()])
+    return make_model_dataset(model, splits, training=False, batch_size=batch_size,
+                              shuffle=False, repeat=False)
 
 
-def write_config(model_dir, model_name, config, flags_values, split) -> None:
+def write_config(model_dir, model_name, config, flags_values, data_dir, splits, label_space) -> None:
     runtime = {name: flags_values[name].value for name in (
         "train_data", "eval_data", "train_split", "global_batch_size", "train_steps", "epochs",
         "strategy", "jit_compile", "mixed_precision", "seed", "deterministic", "log_every",
@@ -291,8 +335,8 @@ def write_config(model_dir, model_name, config, flags_values, split) -> None:
         "model": model_name,
         "hparams": config_lib.to_dict(config),
         "runtime": runtime,
-        "data": {"dir": split.data_dir, "split": split.name, "examples": split.count,
-                 "label_space": split.label_space},
+        "data": {"dir": data_dir, "splits": {split.name: split.count for split in splits.values()},
+                 "label_space": label_space},
     }
     with open(os.path.join(model_dir, "config.json"), "w") as f:
         json.dump(resolved, f, indent=2, sort_keys=True)

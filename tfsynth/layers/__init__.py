@@ -1,6 +1,10 @@
-"""Layers shared by several model families (Keras 3, TensorFlow backend)."""
+"""Layers and small networks shared by several model families (Keras 3, TensorFlow backend)."""
 
-from tfsynth.layers.normalization import SlimLayerNormalization
+from tfsynth.layers.normalization import SlimLayerNormalization, batch_norm, instance_norm, make_norm
+from tfsynth.layers.padding import ReflectionPadding2D
 from tfsynth.layers.resampling import AreaDownsample2D, BilinearResize
 
-__all__ = ["AreaDownsample2D", "BilinearResize", "SlimLayerNormalization"]
+__all__ = [
+    "AreaDownsample2D", "BilinearResize", "ReflectionPadding2D", "SlimLayerNormalization",
+    "batch_norm", "instance_norm", "make_norm",
+]

@@ -38,3 +38,31 @@ class SlimLayerNormalization(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon}
+
+
+def instance_norm(name: str | None = None) -> keras.layers.Layer:
+    """PyTorch ``InstanceNorm2d`` as pix2pix/CycleGAN use it: no affine parameters, epsilon 1e-5.
+
+    GroupNormalization with one group per channel is instance norm (tensorflow-addons' layer is
+    gone); its default epsilon (1e-3) differs from PyTorch's, hence explicit.
+    """
+    return keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, center=False, scale=False, name=name)
+
+
+def batch_norm(name: str | None = None) -> keras.layers.Layer:
+    """PyTorch ``BatchNorm2d`` defaults: running averages keep 0.9 of the old value, epsilon 1e-5.
+
+    Keras defaults (momentum 0.99, epsilon 1e-3) would train differently. Gamma is initialised
+    N(1, 0.02) as pix2pix's ``init_weights`` does.
+    """
+    return keras.layers.BatchNormalization(
+        momentum=0.9, epsilon=1e-5,
+        gamma_initializer=keras.initializers.RandomNormal(1.0, 0.02), name=name)
+
+
+def make_norm(kind: str, name: str | None = None) -> keras.layers.Layer:
+    """``"batch"`` or ``"instance"``; an unknown kind names the valid ones."""
+    factories = {"batch": batch_norm, "instance": instance_norm}
+    if kind not in factories:
+        raise ValueError(f"unknown norm {kind!r}; valid: {', '.join(factories)}")
+    return factories[kind](name)

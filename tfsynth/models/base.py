@@ -15,6 +15,7 @@ per-replica gradient function) lives here once, so entry points need no per-mode
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable
 
 import keras
@@ -34,6 +35,12 @@ class OptimizerGroup:
     loss: str
     optimizer: keras.optimizers.Optimizer
     variables: Callable[[], list]
+
+
+def numeric(batch):
+    """The batch without its string record keys (they are for error messages; XLA takes none)."""
+    return {name: numeric(value) if isinstance(value, dict) else value
+            for name, value in batch.items() if isinstance(value, dict) or value.dtype != tf.string}
 
 
 def scale_for_replicas(loss):
@@ -59,6 +66,10 @@ class SynthesisModel(keras.Model):
     config_class: type = None
     #: "label_to_image", "image_to_image" or "unconditional": selects the export signatures.
     export_kind: str = "label_to_image"
+    #: What the model reads from each record besides ``image``.
+    uses_label: bool = True
+    uses_instance: bool = False
+    uses_target: bool = False
 
     def __init__(self, config, source_label_space: str = "cityscapes35", **kwargs):
         super().__init__(**kwargs)
@@ -90,9 +101,27 @@ class SynthesisModel(keras.Model):
         """Deployed generator: float images [N, K, H, W, 3] on the 0..255 scale."""
         raise NotImplementedError
 
+    def translation_names(self) -> list[str]:
+        """image_to_image models: the named translations to export (the first is the default)."""
+        raise NotImplementedError
+
+    def translate(self, name: str, images):
+        """image_to_image models: uint8 [N, H, W, 3] -> float [N, H, W, 3] on the 0..255 scale."""
+        raise NotImplementedError
+
     def sample_columns(self, batch: dict) -> list:
         """uint8 [B, H, W, 3] tensors tiled left to right in the sample grid."""
         raise NotImplementedError
+
+    def input_splits(self, split: str) -> dict[str, str]:
+        """Which dataset split feeds each input stream.
+
+        Paired models read one stream, ``{"": split}``, and get plain batches. Unpaired families
+        return ``{domain: split}`` (e.g. ``{"A": "trainA", "B": "trainB"}``); each stream is
+        shuffled on its own seed, even when two read the same split, and batches arrive as
+        ``{domain: batch}``.
+        """
+        return {"": split}
 
     def example_transform(self, training: bool):
         """``fn(example, seed) -> example`` for tf.data; by default resize to ``config.image_size``."""
@@ -112,14 +141,16 @@ class SynthesisModel(keras.Model):
         return {}
 
     # ------------------------------------------------------------------ training machinery
-    def prepare_training(self, float16_loss_scaling: bool = False) -> dict:
+    def prepare_training(self, steps_per_epoch: int = 1, float16_loss_scaling: bool = False) -> dict:
         """Builds the loss networks, then every optimizer on its own variables, now.
 
+        ``steps_per_epoch`` lets epoch-based schedules (linear decay) count in steps.
         Returns the loss networks by name (for the start-up summary).
 
         Lazily built optimizers break under MirroredStrategy and lose their state on restore
         (TF_NOTES Q1, Q6), so this runs inside the strategy scope before the first step.
         """
+        self.steps_per_epoch = steps_per_epoch
         loss_networks = self.build_loss_networks()
         self._groups = self.optimizer_groups()
         for group in self._groups:
@@ -133,12 +164,47 @@ class SynthesisModel(keras.Model):
         return {group.loss: group.optimizer for group in self._groups}
 
     def enable_xla(self) -> None:
-        """Jit-compiles the per-replica gradient computation only.
+        """Jit-compiles the per-replica gradient computations only.
 
         Compiling the whole distributed step fails under MirroredStrategy (TF_NOTES Q1); the
         all-reduce and optimizer update stay outside XLA.
         """
+        self._xla = True
         self._gradient_fn = tf.function(self._compute_gradients, jit_compile=True)
+
+    # Sequential updates (GANs: D then G, or G then D, as each paper's code orders them) are
+    # written in a family's own ``train_step`` with these two helpers.
+    def group_gradients(self, loss_name: str, loss_fn, *args):
+        """Gradients of ``loss_fn(*args)[0][loss_name]`` for that group's variables.
+
+        ``loss_fn`` returns ``(losses, extras)``: a dict of scalar losses (local-batch means)
+        and any tensors the caller needs next (e.g. generated images). Under XLA the whole
+        computation is compiled, per replica.
+
+        Returns:
+          (gradients, losses, extras).
+        """
+        group = self._group(loss_name)
+
+        def compute(*inner):
+            with tf.GradientTape() as tape:
+                losses, extras = loss_fn(*inner)
+                scaled = group.optimizer.scale_loss(scale_for_replicas(losses[loss_name]))
+            return tape.gradient(scaled, group.variables()), losses, extras
+
+        if getattr(self, "_xla", False):
+            compute = tf.function(compute, jit_compile=True)
+        return compute(*args)
+
+    def apply_group_gradients(self, loss_name: str, gradients) -> None:
+        group = self._group(loss_name)
+        group.optimizer.apply_gradients(zip(gradients, group.variables()))
+
+    def _group(self, loss_name: str) -> OptimizerGroup:
+        for group in self._groups:
+            if group.loss == loss_name:
+                return group
+        raise KeyError(f"no optimizer group for loss {loss_name!r}")
 
     def _compute_gradients(self, batch):
         with tf.GradientTape(persistent=True) as tape:
@@ -152,10 +218,12 @@ class SynthesisModel(keras.Model):
         return gradients, losses
 
     def train_step(self, batch):
-        """One optimisation step on this replica's share of the batch; returns its losses."""
-        # Record keys (strings) are for error messages; XLA cannot take them as arguments.
-        batch = {name: value for name, value in batch.items() if value.dtype != tf.string}
-        gradients, losses = self._gradient_fn(batch)
+        """One optimisation step on this replica's share of the batch; returns its losses.
+
+        The default updates every group from one forward pass; families whose paper orders the
+        updates override this with ``group_gradients`` / ``apply_group_gradients``.
+        """
+        gradients, losses = self._gradient_fn(numeric(batch))
         for group, grads in zip(self._groups, gradients):
             group.optimizer.apply_gradients(zip(grads, group.variables()))
         return losses
@@ -170,4 +238,6 @@ class SynthesisModel(keras.Model):
         return items
 
     def parameter_counts(self) -> dict[str, int]:
-        return {name: int(net.count_params()) for name, net in self.networks.items()}
+        """Trainable parameters per network (running statistics are buffers, as the papers count)."""
+        return {name: sum(int(math.prod(w.shape)) for w in net.trainable_weights)
+                for name, net in self.networks.items()}
