@@ -12,6 +12,9 @@ For image -> image models (CycleGAN: ``a_to_b`` and ``b_to_a``; pix2pix on photo
 signature per direction, ``image`` uint8 [N, H, W, 3] -> ``image`` uint8, the first also as
 ``serving_default``, and ``predict_png`` (``image_png_bytes`` -> ``image_png_bytes``).
 
+For segmenters, ``serving_default`` maps ``image`` uint8 [N, H, W, 3] to ``label`` uint8
+[N, H, W] (trainIds) and ``predict_png`` PNG photos to 8-bit id PNGs.
+
 Out-of-range ids, sizes above the recorded maximum and sizes the architecture cannot take fail
 with INVALID_ARGUMENT.
 """
@@ -134,7 +137,32 @@ def image_to_image_endpoints(model, max_size: int) -> dict:
     return endpoints
 
 
-ENDPOINTS = {"label_to_image": label_to_image_endpoints, "image_to_image": image_to_image_endpoints}
+def image_to_label_endpoints(model, max_size: int) -> dict:
+    """Segmenters: ``image`` uint8 [N, H, W, 3] -> ``label`` uint8 [N, H, W] ids in the model's
+    label space; ``predict_png``: ``image_png_bytes`` -> ``label_png_bytes`` (8-bit id PNGs)."""
+    import tensorflow as tf
+
+    def serving_default(image):
+        with tf.control_dependencies(_check_image_input(model, image, max_size)):
+            return {"label": model.segment(image)}
+
+    def predict_png(image_png_bytes):
+        def one(png):
+            image = tf.io.decode_image(png, channels=3, expand_animations=False)[None]
+            with tf.control_dependencies(_check_image_input(model, image, max_size)):
+                return tf.io.encode_png(model.segment(image)[0, ..., None])
+
+        return {"label_png_bytes": tf.map_fn(one, image_png_bytes,
+                                             fn_output_signature=tf.TensorSpec([], tf.string))}
+
+    return {
+        "serving_default": (serving_default, [tf.TensorSpec([None, None, None, 3], tf.uint8, name="image")]),
+        "predict_png": (predict_png, [tf.TensorSpec([None], tf.string, name="image_png_bytes")]),
+    }
+
+
+ENDPOINTS = {"label_to_image": label_to_image_endpoints, "image_to_image": image_to_image_endpoints,
+             "image_to_label": image_to_label_endpoints}
 
 
 def export_model(model, export_dir: str, max_size: int = 2048, model_name: str | None = None) -> str:
@@ -149,6 +177,7 @@ def export_model(model, export_dir: str, max_size: int = 2048, model_name: str |
     archive.write_out(export_dir, verbose=False)
     with open(os.path.join(export_dir, EXPORT_INFO), "w") as f:
         json.dump({"model": model_name or type(model).__name__.lower(), "kind": model.export_kind,
+                   "output_label_space": getattr(model, "label_space", None),
                    "signatures": sorted(ENDPOINTS[model.export_kind](model, max_size)),
                    "label_space": model.source_label_space, "max_size": max_size,
                    "size_multiple": model.size_multiple, "num_outputs": model.num_outputs}, f, indent=2)

@@ -15,8 +15,9 @@ from tfsynth import registry
 
 FLAGS = flags.FLAGS
 
-# Entry points import this module before TensorFlow: keep TF's C++ info lines out of the output.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+# Entry points import this module before TensorFlow: keep TF's C++ info and CUDA-probe lines
+# (e.g. "failed call to cuInit" on machines without a GPU) out of the output; set it to 0 to debug.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _once(define):
@@ -67,6 +68,9 @@ def define_runtime_flags():
     flags.DEFINE_string("init_from", None, "Warm start: a model_dir (or checkpoint prefix) whose network "
                         "weights are copied by layer name where shapes match (e.g. CRN 512p from 256p).")
     flags.DEFINE_integer("num_samples", 2, "Examples in the image grid.", lower_bound=1)
+    flags.DEFINE_integer("eval_every", 0, "Steps between cheap metrics (PSNR, SSIM, output diversity) on a "
+                         "fixed eval subset, written to logs/eval; 0: off.", lower_bound=0)
+    flags.DEFINE_integer("eval_examples", 16, "Examples in that eval subset.", lower_bound=1)
     flags.DEFINE_bool("dry_run", False, "Build the networks, print their parameter counts, and exit "
                       "without reading data.")
     flags.DEFINE_bool("export", True, "Export a SavedModel at the end of training.")
@@ -87,3 +91,26 @@ def define_infer_flags():
     flags.DEFINE_string("output", None, "Directory for the generated PNGs.")
     flags.DEFINE_bool("all_outputs", False, "Also write every one of a multi-output model's images.")
     flags.DEFINE_string("signature", "serving_default", "Signature to run (e.g. a_to_b / b_to_a for CycleGAN).")
+
+
+@_once
+def define_evaluate_flags():
+    flags.DEFINE_string("saved_model", None, "An export (export/<version>), or name:PATH,name:PATH,... "
+                        "to compare several on the same data.")
+    flags.DEFINE_string("eval_data", None, "Dataset directory, or 'synthetic[:HxW[:N]]'.")
+    flags.DEFINE_string("split", "val", "Split of --eval_data.")
+    flags.DEFINE_string("out", None, "Directory for report.json, report.md and grid.png.")
+    flags.DEFINE_string("segmenter", None, "Segmenter export (image -> trainIds), e.g. one trained with "
+                        "--model=segmenter; without it no segmentation scores.")
+    flags.DEFINE_string("inception", "keras", "FID/KID features: keras (ImageNet InceptionV3), PATH to the "
+                        "2015 graph classify_image_graph_def.pb (comparable with papers) or a keras .h5, "
+                        "random (tests only), or none.")
+    flags.DEFINE_string("vgg_weights", "auto", "VGG-19 weights for the feature diversity of multi-output "
+                        "models (imagenet | auto | random | PATH).")
+    flags.DEFINE_integer("num_examples", 0, "Examples to evaluate (0: the whole split).", lower_bound=0)
+    flags.DEFINE_integer("batch_size", 4, "Examples per batch.", lower_bound=1)
+    flags.DEFINE_integer("grid_examples", 4, "Examples (rows) in grid.png.", lower_bound=1)
+    flags.DEFINE_string("input_size", None, "HxW: resize labels (nearest) to this size before generating, "
+                        "e.g. 256x256 for pix2pix; outputs are resized back to the label size for scoring.")
+    flags.DEFINE_integer("kid_subset_size", 1000, "KID subset size (capped by the number of examples).",
+                         lower_bound=2)

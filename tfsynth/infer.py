@@ -82,7 +82,8 @@ def _check_size(path: str, shape, info: dict) -> None:
 
 
 #: export kind -> (file reader, signature input name)
-READERS = {"label_to_image": (read_label, "label"), "image_to_image": (read_image, "image")}
+READERS = {"label_to_image": (read_label, "label"), "image_to_image": (read_image, "image"),
+           "image_to_label": (read_image, "image")}
 
 
 def main(argv):
@@ -111,7 +112,8 @@ def main(argv):
     for count, (path, array) in enumerate(inputs, 1):
         outputs = signature(**{input_name: tf.constant(array[None])})
         stem = os.path.splitext(os.path.basename(path))[0]
-        Image.fromarray(outputs["image"][0].numpy()).save(os.path.join(flags_values.output, f"{stem}.png"))
+        result = outputs["image"] if "image" in outputs else outputs["label"]  # photo, or id map
+        Image.fromarray(result[0].numpy()).save(os.path.join(flags_values.output, f"{stem}.png"))
         if flags_values.all_outputs and "images" in outputs:
             for k, image in enumerate(outputs["images"][0].numpy()):
                 Image.fromarray(image).save(os.path.join(flags_values.output, f"{stem}_{k}.png"))

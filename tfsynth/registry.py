@@ -39,6 +39,8 @@ MODELS = {
                          "pix2pix (Isola et al. 2017): paired translation, U-Net + PatchGAN, cGAN + L1"),
     "cyclegan": ModelSpec("cyclegan", "tfsynth.models.cyclegan", "CycleGAN",
                           "CycleGAN (Zhu et al. 2017): unpaired translation with cycle consistency"),
+    "segmenter": ModelSpec("segmenter", "tfsynth.models.segmenter", "Segmenter",
+                           "Residual encoder-decoder segmenter, for FCN-style scores of generated images"),
 }
 
 

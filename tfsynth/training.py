@@ -20,6 +20,8 @@ import time
 
 from absl import logging
 
+import numpy as np
+
 from tfsynth import config as config_lib
 from tfsynth import registry
 from tfsynth.data import pipelines, tfrecord
@@ -225,6 +227,7 @@ def train(flags_values, spec, config) -> None:
     import tensorflow as tf
 
     from tfsynth import distribute, export, summaries
+    from tfsynth.models.base import numeric
 
     model_dir = flags_values.model_dir
     check_resume_config(model_dir, spec.name, config)
@@ -276,7 +279,11 @@ def train(flags_values, spec, config) -> None:
         ("model_dir", f"{model_dir} ({origin})"),
     ])
 
-    sample_batch = next(iter(make_sample_dataset(flags_values, model, data_dir)))
+    sample_batch = next(iter(make_sample_dataset(flags_values, model, data_dir, flags_values.num_samples)))
+    eval_batches = (list(make_sample_dataset(flags_values, model, data_dir, flags_values.eval_examples))
+                    if flags_values.eval_every else [])
+    eval_fn = tf.function(model.eval_metrics)
+    eval_writer = tf.summary.create_file_writer(os.path.join(model_dir, "logs", "eval"))
     sample_fn = tf.function(model.sample_columns)
     step_fn = make_step_function(model, strategy, step_counter)
     writer = tf.summary.create_file_writer(os.path.join(model_dir, "logs", "train"))
@@ -301,9 +308,16 @@ def train(flags_values, spec, config) -> None:
         if is_chief and (step % flags_values.image_every == 0 or step == total_steps):
             grid = summaries.image_grid(sample_fn(sample_batch))
             summaries.write_grid(grid, step, writer, samples_dir)
+        if is_chief and eval_batches and (step % flags_values.eval_every == 0 or step == total_steps):
+            metrics = mean_metrics([eval_fn(numeric(batch)) for batch in eval_batches])
+            if metrics:
+                summaries.write_scalars(metrics, step, eval_writer, prefix="eval/")
+                print(f"eval at step {step}: " + "  ".join(f"{k}={v:.4g}" for k, v in metrics.items()),
+                      flush=True)
         if step % flags_values.checkpoint_every == 0 or step == total_steps:
             print(f"saved checkpoint {manager.save(checkpoint_number=step)}", flush=True)
     writer.flush()
+    eval_writer.flush()
     print(f"Training done at step {int(step_counter.numpy())}. TensorBoard: tensorboard --logdir={model_dir}/logs"
           f"  samples: {samples_dir}", flush=True)
     if flags_values.export and is_chief:
@@ -312,8 +326,13 @@ def train(flags_values, spec, config) -> None:
               "--input=LABELS --output=OUT)", flush=True)
 
 
-def make_sample_dataset(flags_values, model, train_data_dir: str):
-    """A fixed batch for the image grids: eval data, else a val/test split, else train examples."""
+def mean_metrics(results: list[dict]) -> dict:
+    """Means over eval batches of each metric."""
+    return {name: float(np.mean([float(result[name]) for result in results])) for name in (results or [{}])[0]}
+
+
+def make_sample_dataset(flags_values, model, train_data_dir: str, examples: int):
+    """Fixed batches for grids and eval metrics: --eval_data, else a val/test split, else train."""
     data_dir = (pipelines.resolve_data_dir(flags_values.eval_data, flags_values.seed)
                 if flags_values.eval_data else train_data_dir)
     available = tfrecord.read_dataset_json(data_dir).get("splits", {})
@@ -321,7 +340,7 @@ def make_sample_dataset(flags_values, model, train_data_dir: str):
                        if all(split in available for split in model.input_splits(name).values())),
                       flags_values.train_split)
     splits = training_splits(model, data_dir, split_name)
-    batch_size = min([flags_values.num_samples] + [split.count for split in splits.values()])
+    batch_size = min([examples] + [split.count for split in splits.values()])
     return make_model_dataset(model, splits, training=False, batch_size=batch_size,
                               shuffle=False, repeat=False)
 

@@ -5,6 +5,8 @@ Two spaces matter for Cityscapes (DESIGN.md section 2.5):
 * ``cityscapes35``: the official labelIds 0..33, plus 34 for *license plate* (whose official id
   is -1), as pix2pixHD and SPADE consume them. Datasets store this space.
 * ``cityscapes20``: the 19 train classes plus a void channel (index 19), as CRN consumes them.
+* ``cityscapes19``: the official trainIds, 19 evaluated classes and 255 for everything else,
+  as segmentation networks and the FCN-score protocol use them.
 
 CRN built its 20 channels by exact colour equality against the 19 train-class colours of the
 colour-coded ground truth, then void = 1 - sum. We reproduce that mapping literally from the
@@ -22,6 +24,7 @@ import functools
 import numpy as np
 
 LICENSE_PLATE_ID = 34  # official id is -1; pix2pixHD/SPADE store it as 34 in a 35-class space
+IGNORE_ID = 255  # the Cityscapes trainId of classes that are not evaluated
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +89,15 @@ def cityscapes20() -> LabelSpace:
     )
 
 
-LABEL_SPACES = {"cityscapes35": cityscapes35, "cityscapes20": cityscapes20}
+@functools.cache
+def cityscapes19() -> LabelSpace:
+    """The 19 evaluated train classes; every other class is the ignore id 255 (trainIds)."""
+    twenty = cityscapes20()
+    return LabelSpace(name="cityscapes19", class_names=twenty.class_names[:19],
+                      colors=twenty.colors[:19], ignore_id=IGNORE_ID)
+
+
+LABEL_SPACES = {"cityscapes35": cityscapes35, "cityscapes20": cityscapes20, "cityscapes19": cityscapes19}
 
 
 def get_label_space(name: str) -> LabelSpace:
@@ -108,6 +119,16 @@ def _cityscapes35_to_20() -> np.ndarray:
     return np.asarray([train_colors.get(color, void) for color in source.colors], np.uint8)
 
 
+@functools.cache
+def _cityscapes35_to_train_ids() -> np.ndarray:
+    """labelId -> official trainId; 255 where the table says -1 (license plate) or 255."""
+    table = np.full(LICENSE_PLATE_ID + 1, IGNORE_ID, np.uint8)
+    for label in _official_labels():
+        if 0 <= label.trainId < 19:
+            table[LICENSE_PLATE_ID if label.id == -1 else label.id] = label.trainId
+    return table
+
+
 def mapping_table(source: str, target: str) -> np.ndarray:
     """uint8 lookup table ``lut`` such that ``target_ids = lut[source_ids]``.
 
@@ -118,6 +139,8 @@ def mapping_table(source: str, target: str) -> np.ndarray:
         return np.arange(get_label_space(source).num_classes, dtype=np.uint8)
     if (source, target) == ("cityscapes35", "cityscapes20"):
         return _cityscapes35_to_20()
+    if (source, target) == ("cityscapes35", "cityscapes19"):
+        return _cityscapes35_to_train_ids()
     raise ValueError(f"no label mapping from {source!r} to {target!r}")
 
 

@@ -98,13 +98,15 @@ def load_split(data_dir: str, split: str) -> Split:
 def make_dataset(split: Split, *, batch_size: int, transform=None, shuffle: bool = True,
                  repeat: bool = True, seed: int = 0, with_label: bool = True,
                  with_instance: bool = False, with_target: bool = False,
-                 num_shards: int = 1, shard_index: int = 0, cache: bool = False):
+                 num_shards: int = 1, shard_index: int = 0, cache: bool = False,
+                 drop_remainder: bool = True):
     """Batches of decoded examples from ``split``, in a seeded, reproducible order.
 
     Args:
       split: from :func:`load_split`.
-      batch_size: examples per batch (this worker's share of the global batch); the remainder
-        is dropped so replicas always get equal shares.
+      batch_size: examples per batch (this worker's share of the global batch).
+      drop_remainder: drop a last, smaller batch (training: replicas always get equal shares;
+        evaluation keeps it).
       transform: optional ``fn(example, seed) -> example``, seed a stateless [2] int64 seed.
       shuffle, repeat: shuffle files and examples (reshuffled every epoch); repeat forever.
       seed: seeds every random choice, so two runs see the same sequence.
@@ -138,7 +140,7 @@ def make_dataset(split: Split, *, batch_size: int, transform=None, shuffle: bool
         examples = tf.data.Dataset.zip(seeds, examples).map(
             lambda example_seed, example: transform(example, example_seed),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    batches = examples.batch(batch_size, drop_remainder=True)
+    batches = examples.batch(batch_size, drop_remainder=drop_remainder)
     options = tf.data.Options()
     options.deterministic = True
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF

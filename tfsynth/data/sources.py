@@ -20,9 +20,14 @@ Formats (``SOURCES``, at the end, maps each ``--format`` name to its reader and 
   (8-bit class ids) and, when the folder exists, ``SRC/<split>/instances/<stem>.png`` (16-bit).
 * ``image_folder``: every image under ``SRC/<split>/`` (recursively), image-only records.
   Unpaired domains (``trainA/``, ``trainB/``) are simply splits.
+* ``pix2pix_ab``: pix2pix's aligned files ``SRC/<split>/*.jpg|png``, each two images side by
+  side (width 2W: A on the left, B on the right). ``direction`` names the input half. The
+  half to be generated is stored as ``image``; the input as ``label`` ids when it is a
+  colour-coded label image (mapped by nearest palette colour, since the files are JPEG), or
+  as ``target`` when ``label_space`` is None (photo -> photo pairs).
 * ``synthetic``: the procedural street scenes of ``tfsynth.data.synthetic``.
 
-A new format (pix2pix's AB files, say) is one more reader plus one more ``SOURCES`` entry;
+A new format is one more reader plus one more ``SOURCES`` entry;
 ``tools/build_tfrecords.py`` takes its ``--format`` choices from ``SOURCES``.
 """
 
@@ -268,6 +273,86 @@ def image_folder(src: str, split: str) -> list[LazyExample]:
             for path in paths]
 
 
+#: pix2pix_ab with a label space: the input half must be a colour-coded label image, i.e. at
+#: least this fraction of its pixels within AB_PALETTE_RADIUS (RGB units) of a palette colour.
+#: Measured on the built-in scenes: JPEG labels (quality 75, 64x64) >= 0.33, at 256x256 >= 0.77,
+#: pix2pix's quality-100 files 1.0; photos <= 0.16.
+AB_MIN_PALETTE_FRACTION = 0.25
+AB_PALETTE_RADIUS = 8.0
+AB_DIRECTIONS = ("AtoB", "BtoA")
+
+
+def pix2pix_ab(src: str, split: str, label_space: str | None = "cityscapes35",
+               direction: str = "AtoB") -> list[LazyExample]:
+    """Lists pix2pix's aligned AB images under ``SRC/<split>/`` (subfolders included), sorted.
+
+    Each file holds A (left half) and B (right half) side by side; ``direction`` says which is
+    the input: ``AtoB`` reads A -> B, ``BtoA`` reads B -> A (pix2pix's Cityscapes files hold
+    photo | colour label, so labels -> photo is ``BtoA``). Records store the half to be
+    generated as ``image``, always; the input half becomes
+
+    * ``label``: ids in ``label_space``, by nearest palette colour (the files are JPEG), when
+      ``label_space`` is given;
+    * ``target``: the input image itself when ``label_space`` is None (photo -> photo, or an
+      input drawn in a palette other than the label space's, like facades).
+
+    Raises:
+      DataError: when ``src`` or the split folder is missing or the split has no image; when
+        reading, for an odd width (halves of different sizes) or an input half that is not a
+        colour-coded label image of ``label_space`` (a wrong ``direction``, say).
+    """
+    if direction not in AB_DIRECTIONS:
+        raise DataError(f"direction must be AtoB or BtoA, got {direction!r}")
+    _require_dir(src, "--src")
+    split_dir = os.path.join(src, split)
+    if not os.path.isdir(split_dir):
+        found = sorted(d for d in os.listdir(src) if os.path.isdir(os.path.join(src, d)))
+        raise DataError(f"{src}: no {split} folder under it (folders found: {', '.join(found) or 'none'})")
+    paths = []
+    for folder, subfolders, names in os.walk(split_dir):
+        subfolders.sort()
+        paths.extend(os.path.join(folder, name) for name in names
+                      if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS)
+    paths.sort(key=lambda path: os.path.relpath(path, split_dir))
+    if not paths:
+        raise DataError(f"{split_dir}: split {split!r} has no examples (no AB images: "
+                        f"{'/'.join(IMAGE_EXTENSIONS)} files)")
+    return [LazyExample(key=os.path.relpath(path, src),
+                        read=functools.partial(_read_ab, src, path, label_space, direction))
+            for path in paths]
+
+
+def _read_ab(root: str, path: str, label_space: str | None, direction: str) -> Example:
+    pair = read_image(path)
+    height, width = pair.shape[:2]
+    if width % 2:
+        raise DataError(f"{path}: width {width} is odd, so its A and B halves would differ in size "
+                        f"(an AB image is two images of equal size side by side, width 2W)")
+    a, b = pair[:, : width // 2], pair[:, width // 2:]
+    source, output = (a, b) if direction == "AtoB" else (b, a)
+    source, output = np.ascontiguousarray(source), np.ascontiguousarray(output)
+    key = os.path.relpath(path, root)
+    if label_space is None:
+        return Example(key=key, image=output, target=source)
+    space = label_spaces.get_label_space(label_space)
+    fraction = _palette_fraction(source, space)
+    if fraction < AB_MIN_PALETTE_FRACTION:
+        half = "left (A)" if direction == "AtoB" else "right (B)"
+        raise DataError(f"{path}: the input half, {half} for --direction={direction}, is not a "
+                        f"colour-coded {label_space} label image (only {fraction:.0%} of its pixels "
+                        f"are near a palette colour); is the direction right? For image inputs use "
+                        "--label_space=none")
+    return Example(key=key, image=output, label=label_spaces.ids_from_colors(source, space))
+
+
+def _palette_fraction(rgb: np.ndarray, space) -> float:
+    """Fraction of (a sample of) the pixels within AB_PALETTE_RADIUS of a palette colour."""
+    palette = np.unique(space.palette().astype(np.int32), axis=0)
+    pixels = rgb[::2, ::2].reshape(-1, 1, 3).astype(np.int32)
+    nearest = np.square(pixels - palette[None]).sum(-1).min(axis=1)
+    return float(np.mean(nearest <= AB_PALETTE_RADIUS**2))
+
+
 def synthetic(split: str, num_examples: int, height: int, width: int, seed: int = 0) -> list[LazyExample]:
     """Lists ``num_examples`` built-in street scenes of ``split`` (labels in ``cityscapes35``).
 
@@ -362,7 +447,7 @@ class SourceFormat:
     default_splits: tuple[str, ...] | None
 
 
-# --format name -> format. A new format (pix2pix's AB files, say) is one reader plus one entry.
+# --format name -> format. A new format is one reader plus one entry.
 SOURCES = {
     "cityscapes": SourceFormat("cityscapes", lambda src, split, _: cityscapes(src, split),
                                "cityscapes35", ("train", "val")),
@@ -370,4 +455,6 @@ SOURCES = {
     "image_folder": SourceFormat("image_folder", lambda src, split, _: image_folder(src, split),
                                  None, None),
     "synthetic": SourceFormat("synthetic", None, "cityscapes35", ("train", "val")),
+    # Called with direction=... by tools/build_tfrecords.py (its --direction flag).
+    "pix2pix_ab": SourceFormat("pix2pix_ab", pix2pix_ab, "cityscapes35", None),
 }

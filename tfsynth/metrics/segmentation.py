@@ -26,7 +26,6 @@ Undefined per-class values are NaN and the means are ``nanmean`` over the rest.
 
 from __future__ import annotations
 
-import functools
 from typing import Dict, Sequence
 
 import numpy as np
@@ -179,20 +178,11 @@ def scores(confusion) -> Dict[str, object]:
     }
 
 
-@functools.cache
 def _train_id_table() -> np.ndarray:
     """int64 [35]: cityscapes35 labelId -> trainId (0..18) or 255, from the official table."""
-    from cityscapesscripts.helpers import labels as cs_labels
+    from tfsynth.data.labels import mapping_table
 
-    from tfsynth.data.labels import LICENSE_PLATE_ID
-
-    table = np.full(LICENSE_PLATE_ID + 1, IGNORE_TRAIN_ID, np.int64)
-    for label in cs_labels.labels:
-        label_id = LICENSE_PLATE_ID if label.id == -1 else label.id
-        # trainId 255 (ignoreInEval) and -1 (license plate) are both "not evaluated".
-        table[label_id] = label.trainId if 0 <= label.trainId < NUM_TRAIN_CLASSES else IGNORE_TRAIN_ID
-    assert sorted(set(table[table != IGNORE_TRAIN_ID])) == list(range(NUM_TRAIN_CLASSES))
-    return table
+    return mapping_table("cityscapes35", "cityscapes19").astype(np.int64)
 
 
 def train_ids_from_label_ids(label_ids) -> np.ndarray:

@@ -136,6 +136,23 @@ class SynthesisModel(keras.Model):
         """Creates frozen networks used only by the losses (VGG); returns them by name."""
         return {}
 
+    def eval_metrics(self, batch: dict) -> dict:
+        """Cheap metrics for ``--eval_every`` (batch means): for label -> image models PSNR and
+        SSIM of the first output against the real photo, and the mean pairwise pixel distance
+        between the outputs of multi-output models. Families may add their own."""
+        if self.export_kind != "label_to_image":
+            return {}
+        images = tf.clip_by_value(self.generate(batch), 0.0, 255.0)  # [B, K, H, W, 3]
+        real = tf.cast(batch["image"], tf.float32)
+        metrics = {"psnr": tf.reduce_mean(tf.image.psnr(images[:, 0], real, 255.0)),
+                   "ssim": tf.reduce_mean(tf.image.ssim(images[:, 0], real, 255.0))}
+        outputs = images.shape[1]
+        if outputs and outputs > 1:
+            pairs = [tf.reduce_mean(tf.abs(images[:, i] - images[:, j]))
+                     for i in range(outputs) for j in range(i + 1, outputs)]
+            metrics["diversity_pixel_l1"] = tf.add_n(pairs) / len(pairs)
+        return metrics
+
     def extra_state(self) -> dict:
         """Trackables besides networks and optimizers that a checkpoint must hold."""
         return {}
