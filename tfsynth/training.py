@@ -321,7 +321,7 @@ def train(flags_values, spec, config) -> None:
     print(f"Training done at step {int(step_counter.numpy())}. TensorBoard: tensorboard --logdir={model_dir}/logs"
           f"  samples: {samples_dir}", flush=True)
     if flags_values.export and is_chief:
-        path = export.export_model(model, export.next_version_dir(model_dir))
+        path = export.export_model(model, export.next_version_dir(model_dir), model_name=spec.name)
         print(f"Exported SavedModel: {path}  (try: python -m tfsynth.infer --saved_model={path} "
               "--input=LABELS --output=OUT)", flush=True)
 
