@@ -11,6 +11,7 @@ cannot be checkpointed).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -196,13 +197,23 @@ def make_model_dataset(model, splits: dict, *, training: bool, **options):
     return tf.data.Dataset.zip({domain: one(split, 1000 * i) for i, (domain, split) in enumerate(splits.items())})
 
 
-def diagnose_data_error(error, model, splits: dict):
-    """Turns a pipeline error into a DataError naming the shard, record and key, if it is one."""
-    for split in splits.values():
-        description = tfrecord.find_bad_record(split.files, **parse_options(model, split))
-        if description is not None:
-            return tfrecord.DataError(f"bad training data: {description}")
-    return error
+@contextlib.contextmanager
+def naming_bad_records(model, splits: dict):
+    """Re-raises a pipeline error as a DataError naming the shard, record and key.
+
+    The streaming pipeline cannot say which shard failed; on an error the splits are scanned
+    record by record (slow, but only then) to find it. Errors that no record explains pass on.
+    """
+    import tensorflow as tf
+
+    try:
+        yield
+    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as error:
+        for split in splits.values():
+            description = tfrecord.find_bad_record(split.files, **parse_options(model, split))
+            if description is not None:
+                raise tfrecord.DataError(f"bad data: {description}") from None
+        raise error
 
 
 # ---------------------------------------------------------------------------------- the run
@@ -279,9 +290,11 @@ def train(flags_values, spec, config) -> None:
         ("model_dir", f"{model_dir} ({origin})"),
     ])
 
-    sample_batch = next(iter(make_sample_dataset(flags_values, model, data_dir, flags_values.num_samples)))
-    eval_batches = (list(make_sample_dataset(flags_values, model, data_dir, flags_values.eval_examples))
-                    if flags_values.eval_every else [])
+    sample_data, sample_splits = make_sample_dataset(flags_values, model, data_dir, flags_values.num_samples)
+    with naming_bad_records(model, sample_splits):
+        sample_batch = next(iter(sample_data))
+        eval_batches = (list(make_sample_dataset(flags_values, model, data_dir, flags_values.eval_examples)[0])
+                        if flags_values.eval_every else [])
     eval_fn = tf.function(model.eval_metrics)
     eval_writer = tf.summary.create_file_writer(os.path.join(model_dir, "logs", "eval"))
     sample_fn = tf.function(model.sample_columns)
@@ -293,10 +306,8 @@ def train(flags_values, spec, config) -> None:
     start_step = int(step_counter.numpy())
     start_time = time.time()
     while int(step_counter.numpy()) < total_steps:
-        try:
+        with naming_bad_records(model, splits):
             losses = step_fn(iterator)
-        except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as error:
-            raise diagnose_data_error(error, model, splits) from None
         step = int(step_counter.numpy())
         if step % flags_values.log_every == 0 or step == total_steps:
             values = {name: float(value) for name, value in losses.items()}
@@ -332,7 +343,11 @@ def mean_metrics(results: list[dict]) -> dict:
 
 
 def make_sample_dataset(flags_values, model, train_data_dir: str, examples: int):
-    """Fixed batches for grids and eval metrics: --eval_data, else a val/test split, else train."""
+    """Fixed batches for grids and eval metrics: --eval_data, else a val/test split, else train.
+
+    Returns:
+      (dataset, the splits it reads).
+    """
     data_dir = (pipelines.resolve_data_dir(flags_values.eval_data, flags_values.seed)
                 if flags_values.eval_data else train_data_dir)
     available = tfrecord.read_dataset_json(data_dir).get("splits", {})
@@ -341,8 +356,9 @@ def make_sample_dataset(flags_values, model, train_data_dir: str, examples: int)
                       flags_values.train_split)
     splits = training_splits(model, data_dir, split_name)
     batch_size = min([examples] + [split.count for split in splits.values()])
-    return make_model_dataset(model, splits, training=False, batch_size=batch_size,
-                              shuffle=False, repeat=False)
+    dataset = make_model_dataset(model, splits, training=False, batch_size=batch_size,
+                                 shuffle=False, repeat=False)
+    return dataset, splits
 
 
 def write_config(model_dir, model_name, config, flags_values, data_dir, splits, label_space) -> None:

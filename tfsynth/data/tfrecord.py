@@ -270,5 +270,9 @@ def find_bad_record(files: list[str], **parse_options) -> str | None:
 
 
 def _first_line(error: Exception) -> str:
+    """The error message on one line; for failed in-graph checks, just the check's own data
+    (message and record key), without TensorFlow's "Expected ... to be true" preamble."""
     message = getattr(error, "message", None) or str(error)
-    return message.strip().splitlines()[0]
+    _, marker, data = message.partition("Summarized data:")
+    text = data if marker else message
+    return " ".join(part.strip().strip("b'\"") for part in text.strip().splitlines() if part.strip())
