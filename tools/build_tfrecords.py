@@ -7,6 +7,10 @@ Examples:
       --out=/data/tfr/horse2zebra --splits=trainA,trainB
   python tools/build_tfrecords.py --format=synthetic --out=/tmp/synth --num_examples=200 --size=128x256
   python tools/build_tfrecords.py --format=synthetic --layout=cityscapes --out=/tmp/fake_cityscapes
+  python tools/build_tfrecords.py --format=pix2pix_ab --src=/data/pix2pix/cityscapes \
+      --direction=BtoA --out=data/pix2pix_cityscapes
+  python tools/build_tfrecords.py --format=pix2pix_ab --src=/data/pix2pix/facades \
+      --direction=BtoA --label_space=none --out=data/pix2pix_facades
 
 Formats (tfsynth/data/sources.py has the details):
   cityscapes      ROOT/leftImg8bit/<split>/<city>/*_leftImg8bit.png with gtFine labelIds and
@@ -14,6 +18,15 @@ Formats (tfsynth/data/sources.py has the details):
   paired_folders  SRC/<split>/images/* with SRC/<split>/labels/<stem>.png (8-bit ids in
                   --label_space) and optional SRC/<split>/instances/<stem>.png (16-bit).
   image_folder    every image under SRC/<split>/ (trainA/, trainB/ ... are splits); image only.
+  pix2pix_ab      pix2pix's aligned files SRC/<split>/*.jpg|png: A | B side by side (width 2W).
+                  --direction (required) names the input half: BtoA for pix2pix's Cityscapes
+                  files (photo | colour label) trained labels -> photo. The half to generate is
+                  stored as image/encoded. The input half is mapped to label/encoded ids by
+                  nearest --label_space palette colour (default cityscapes35; the files are
+                  JPEG), or with --label_space=none stored as target/encoded (photo -> photo).
+                  The same 256x256 Cityscapes pairs come from the official layout with
+                  --format=cityscapes --size=256x256 (squashed like pix2pix's
+                  prepare_cityscapes_dataset.py; exact labelIds instead of colours).
   synthetic       the built-in street scenes (no --src); --layout=cityscapes writes them as the
                   official Cityscapes folder layout instead, to exercise the cityscapes format.
 
@@ -51,8 +64,12 @@ flags.DEFINE_bool("skip_bad", False,
                   "Skip and log bad examples (counted in dataset.json) instead of stopping.")
 flags.DEFINE_string("label_space", None,
                     "Label space of the ids (cityscapes35, cityscapes20) for "
-                    "--format=paired_folders (default cityscapes35); cityscapes and synthetic "
-                    "are always cityscapes35.")
+                    "--format=paired_folders and pix2pix_ab (default cityscapes35; 'none' for "
+                    "pix2pix_ab with image inputs); cityscapes and synthetic are always "
+                    "cityscapes35.")
+flags.DEFINE_enum("direction", None, list(sources.AB_DIRECTIONS),
+                  "--format=pix2pix_ab (required): which half is the input, AtoB (left) or BtoA "
+                  "(right).")
 flags.DEFINE_integer("num_examples", 100,
                      "--format=synthetic: train examples; other splits get max(1, N//10).",
                      lower_bound=1)
@@ -85,13 +102,13 @@ def _size_is_valid(text):
 def _label_space_is_valid(name):
     from tfsynth.data import labels
 
-    return name is None or name in labels.LABEL_SPACES
+    return name is None or name in labels.LABEL_SPACES or name == "none"
 
 
 flags.register_validator("size", _size_is_valid,
                          message="--size must be HxW with positive integers, e.g. 256x512")
 flags.register_validator("label_space", _label_space_is_valid,
-                         message="--label_space must be one of cityscapes20, cityscapes35")
+                         message="--label_space must be one of cityscapes20, cityscapes35, none")
 flags.mark_flags_as_required(["format", "out"])
 
 
@@ -106,7 +123,12 @@ def _check_flag_combinations():
         for name in ("num_examples", "seed", "layout"):
             if FLAGS[name].present:
                 raise app.UsageError(f"--{name} only applies to --format=synthetic")
-    if FLAGS.label_space and FLAGS.format != "paired_folders":
+    if FLAGS.label_space == "none" and FLAGS.format != "pix2pix_ab":
+        raise app.UsageError("--label_space=none only applies to --format=pix2pix_ab")
+    if (FLAGS.format == "pix2pix_ab") != (FLAGS.direction is not None):
+        raise app.UsageError("--direction is required for --format=pix2pix_ab (AtoB or BtoA: "
+                             "which half is the input) and applies to it only")
+    if FLAGS.label_space and FLAGS.format not in ("paired_folders", "pix2pix_ab"):
         if FLAGS.format == "image_folder":
             raise app.UsageError("--label_space does not apply to --format=image_folder (no labels)")
         if FLAGS.label_space != "cityscapes35":
@@ -141,6 +163,7 @@ def _convert():
     size = _parse_size_flag(FLAGS.size) if FLAGS.size else None
     source_format = sources.SOURCES[FLAGS.format]
     label_space = FLAGS.label_space or source_format.default_label_space
+    label_space = None if label_space == "none" else label_space
     if FLAGS.format == "synthetic":
         size = size or DEFAULT_SYNTHETIC_SIZE
         splits = FLAGS.splits or list(source_format.default_splits)
@@ -154,9 +177,11 @@ def _convert():
         src = os.path.abspath(FLAGS.src)
         splits = (FLAGS.splits or list(source_format.default_splits or ())
                   or sources.discover_splits(FLAGS.format, src))
+        options = {"direction": FLAGS.direction} if FLAGS.format == "pix2pix_ab" else {}
         # List every split before converting any, so a missing one fails in seconds.
-        listed = {split: source_format.list_split(src, split, label_space) for split in splits}
-        source, extra_info = src, None
+        listed = {split: source_format.list_split(src, split, label_space, **options)
+                  for split in splits}
+        source, extra_info = src, (options or None)
     convert.convert_dataset(
         listed, FLAGS.out, format_name=FLAGS.format, source=source, label_space=label_space,
         image_format=FLAGS.image_format, size=size, num_shards=FLAGS.num_shards,

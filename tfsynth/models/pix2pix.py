@@ -7,12 +7,13 @@ the pair (x, y) as real or fake. The objective is the conditional GAN loss plus 
 
     G* = arg min_G max_D  L_cGAN(G, D) + lambda * E |y - G(x)|_1,   lambda = 100.
 
-Faithful to the authors' PyTorch code (REFERENCE.md section 2): 4x4 stride-2 convolutions,
-batch norm without conv bias, LeakyReLU(0.2) encoder, ReLU decoder, skips that carry the
-*activated* encoder features, concatenated [encoder, decoder]; N(0, 0.02) weights and
-N(1, 0.02) batch-norm gammas; D updated on 0.5 (real + fake) before G is updated against the
-updated D; Adam(2e-4, 0.5, 0.999) per network; 100 epochs constant then 100 of linear decay;
-resize to 286 then a random 256 crop and flip shared by input and output.
+Faithful to the authors' PyTorch code (REFERENCE.md section 2), with the dropout placement of
+the paper and the Lua code by default: 4x4 stride-2 convolutions, batch norm without conv bias,
+LeakyReLU(0.2) encoder, ReLU decoder, skips that carry the *activated* encoder features,
+concatenated [encoder, decoder]; N(0, 0.02) weights and N(1, 0.02) batch-norm gammas; D updated
+on 0.5 (real + fake) before G is updated against the updated D; Adam(2e-4, 0.5, 0.999) per
+network; 100 epochs constant then 100 of linear decay; resize to 286 then a random 256 crop and
+flip shared by input and output.
 
 Records (``tools/build_tfrecords.py --format=pix2pix_ab``): ``image`` is always the photo to be
 produced; the input is the ``label`` id map (colour-coded back with the source label space's
@@ -37,8 +38,7 @@ from tfsynth.layers import discriminators, normalization
 from tfsynth.models.base import OptimizerGroup, SynthesisModel, numeric
 from tfsynth.schedules import LinearDecay
 
-GAN_INIT = discriminators.GAN_INIT
-#: Dropout decoder blocks, d1 = the innermost up-convolution.
+GAN_INIT = discriminators.GAN_INIT  # N(0, 0.02) weights, zero biases
 DROPOUT_PLACEMENTS = ("paper", "pytorch")
 LABEL_INPUTS = ("color", "onehot", "image")
 TEST_MODES = ("paper", "eval")
