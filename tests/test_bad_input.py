@@ -170,3 +170,16 @@ def test_converter_never_writes_the_bad_record(tmp_path, run_cli):
     assert result.returncode != 0 and labels[1].name in result.stderr
     assert not list(out.glob("train-*.tfrecord"))
     shutil.rmtree(out, ignore_errors=True)
+
+
+def test_photo_input_model_on_label_only_data_names_the_dataset(tmp_path, run_cli):
+    """pix2pix fed photos (label_input=image) needs target photos that a label dataset lacks."""
+    data = tmp_path / "data"
+    write_dataset(data, [good_example(i) for i in range(2)])
+    tfrecord.write_dataset_json(str(data), {"format": "test", "label_space": "cityscapes35",
+                                            "splits": {"train": 2}, "has_target": False})
+    flagfile = os.path.join(os.path.dirname(SMOKE_FLAGS), "pix2pix_tiny.flags")
+    result = run_cli("tfsynth.train", f"--flagfile={flagfile}", f"--model_dir={tmp_path / 'run'}",
+                     f"--train_data={data}", "--hparams=label_input=image", "--train_steps=1", check=False)
+    assert result.returncode != 0
+    assert "dataset.json" in result.stderr and "target photos" in result.stderr

@@ -174,6 +174,20 @@ def training_splits(model, data_dir: str, split_name: str) -> dict:
             for stream, split in model.input_splits(split_name).items()}
 
 
+def check_data_fits_model(model, splits: dict) -> None:
+    """Fails early, naming the dataset, when its records lack what the model reads."""
+    for split in splits.values():
+        info, where = split.info, os.path.join(split.data_dir, tfrecord.DATASET_JSON)
+        if model.uses_label and not info.get("label_space"):
+            raise TrainingError(f"{where}: the records hold no label maps, which {type(model).__name__} "
+                                "with these hyper-parameters reads")
+        for needed, key, what in ((model.uses_target, "has_target", "target photos (target/encoded)"),
+                                  (model.uses_instance, "has_instance", "instance maps")):
+            if needed and info.get(key) is False:
+                raise TrainingError(f"{where}: the records hold no {what}, which "
+                                    f"{type(model).__name__} with these hyper-parameters reads")
+
+
 def parse_options(model, split) -> dict:
     return dict(num_classes=split.num_classes if model.uses_label else None,
                 with_instance=model.uses_instance, with_target=model.uses_target)
@@ -261,6 +275,7 @@ def train(flags_values, spec, config) -> None:
     with strategy.scope():
         model = model_class(config, source_label_space=label_space)
     splits = training_splits(model, data_dir, flags_values.train_split)
+    check_data_fits_model(model, splits)
     examples = max(split.count for split in splits.values())  # an epoch covers the larger domain
     steps_per_epoch = max(1, examples // flags_values.global_batch_size)
     total_steps = resolve_steps(flags_values, examples)

@@ -54,6 +54,7 @@ class SplitResult:
       shards: the shard paths, in index order.
       image_sizes: every distinct (height, width) written.
       has_instance: whether every record carries an instance map.
+      has_target: whether every record carries a target photo.
     """
 
     split: str
@@ -62,6 +63,7 @@ class SplitResult:
     shards: list[str]
     image_sizes: set[tuple[int, int]]
     has_instance: bool
+    has_target: bool
 
 
 def default_num_shards(count: int) -> int:
@@ -123,7 +125,7 @@ def convert(
         except DataError as error:
             return error
 
-    skipped, image_sizes, all_have_instance = 0, set(), True
+    skipped, image_sizes, all_have_instance, all_have_target = 0, set(), True, True
     with tfrecord.ShardedWriter(out_dir, split, num_shards, image_format=image_format,
                                 num_classes=num_classes) as writer:
         progress = _Progress(split, total, log)  # after the writer, whose TF import is slow
@@ -138,11 +140,13 @@ def convert(
             else:
                 image_sizes.add(outcome.image.shape[:2])
                 all_have_instance &= outcome.instance is not None
+                all_have_target &= outcome.target is not None
             progress.update(done, skipped)
         if writer.count == 0:
             raise DataError(f"split {split!r}: all {total} examples were bad, nothing to write")
     return SplitResult(split=split, count=writer.count, skipped=skipped, shards=writer.paths,
-                       image_sizes=image_sizes, has_instance=all_have_instance)
+                       image_sizes=image_sizes, has_instance=all_have_instance,
+                       has_target=all_have_target)
 
 
 def convert_dataset(
@@ -194,6 +198,7 @@ def convert_dataset(
         "image_size": list(next(iter(sizes))) if len(sizes) == 1 else None,
         "source": source,
         "has_instance": all(result.has_instance for result in results),
+        "has_target": all(result.has_target for result in results),
         "image_format": image_format,
         "skipped": {result.split: result.skipped for result in results},
         **(extra_info or {}),

@@ -33,7 +33,6 @@ import tensorflow as tf
 
 from tfsynth import losses
 from tfsynth.data import labels, transforms
-from tfsynth.data.tfrecord import DataError
 from tfsynth.layers import discriminators, normalization
 from tfsynth.models.base import OptimizerGroup, SynthesisModel, numeric
 from tfsynth.schedules import LinearDecay
@@ -355,18 +354,10 @@ class Pix2Pix(SynthesisModel):
         cfg = self.config
         load, crop = (cfg.load_size, cfg.load_size), (cfg.crop_size, cfg.crop_size)
 
-        def check(example):
-            needed = "target" if self.uses_target else "label"
-            if needed not in example:
-                raise DataError(f"pix2pix with label_input={cfg.label_input} needs records with "
-                                f"{needed}/encoded, which this dataset lacks")
-
         def jitter(example, seed):
-            check(example)
             return transforms.random_jitter(example, seed, load, crop, cfg.flip)
 
         def resize(example, seed):
-            check(example)
             return transforms.resize(example, crop)
 
         return jitter if training else resize
