@@ -131,7 +131,6 @@ def evaluate(flags_values) -> str:
                           weights=flags_values.vgg_weights)
 
     to_train_ids = labels.mapping_table(space, "cityscapes19")
-    input_size = tuple(map(int, flags_values.input_size.split("x"))) if flags_values.input_size else None
     scores = {name: ModelScores(name, with_pairs=True, vgg=vgg) for name in exports}
     oracle = ModelScores(report.ORACLE, with_pairs=False)
     real_features, grid_columns = [], None
@@ -162,8 +161,8 @@ def evaluate(flags_values) -> str:
         columns = [labels.colorize(label_ids.numpy(), space), real]
         for name, (signature, info) in exports.items():
             model_start = time.time()
-            fed = label_ids if input_size is None else tf.image.resize(
-                label_ids[..., None], input_size, method="nearest")[..., 0]
+            input_size = model_input_size(flags_values.input_size, info, size)
+            fed = tf.image.resize(label_ids[..., None], input_size, method="nearest")[..., 0]
             outputs = signature(label=fed)
             photos = segmentation.resize_for_scoring(outputs["image"].numpy(), size)
             target = scores[name]
@@ -188,7 +187,9 @@ def evaluate(flags_values) -> str:
         "data": data_dir, "split": split.name, "examples": seen, "label_space": space,
         "models": dict(models),
         "protocol": {"scoring_size": "label size (outputs resized bilinearly)",
-                     "input_size": flags_values.input_size or "label size",
+                     "input_size": {"train": "each model's training size (labels resized nearest)",
+                                    "label": "the label size"}.get(flags_values.input_size,
+                                                                   flags_values.input_size),
                      "classes": "19 Cityscapes train classes", "ignore_label": segmentation.IGNORE_TRAIN_ID},
         "segmenter": flags_values.segmenter or "none (no segmentation scores)",
         "feature_extractor": inception.description if inception is not None else "none (no FID/KID)",
@@ -203,6 +204,19 @@ def evaluate(flags_values) -> str:
         print(f.read())
     print(f"Wrote {json_path}, {md_path}, {grid_path}")
     return md_path
+
+
+def model_input_size(flag: str, info: dict, label_size) -> tuple[int, int]:
+    """The label size fed to a model: its training size, the label size, or ``HxW``."""
+    if flag == "train":
+        return tuple(info.get("training_size") or label_size)
+    if flag == "label":
+        return tuple(label_size)
+    try:
+        height, width = (int(part) for part in flag.lower().split("x"))
+    except ValueError:
+        raise EvaluationError(f"--input_size={flag}: expected train, label or HxW") from None
+    return height, width
 
 
 def _metric(name: str, photos, real):

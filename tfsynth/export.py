@@ -180,7 +180,8 @@ def export_model(model, export_dir: str, max_size: int = 2048, model_name: str |
                    "output_label_space": getattr(model, "label_space", None),
                    "signatures": sorted(ENDPOINTS[model.export_kind](model, max_size)),
                    "label_space": model.source_label_space, "max_size": max_size,
-                   "size_multiple": model.size_multiple, "num_outputs": model.num_outputs}, f, indent=2)
+                   "size_multiple": model.size_multiple, "num_outputs": model.num_outputs,
+                   "training_size": model.training_size}, f, indent=2)
     return export_dir
 
 

@@ -110,7 +110,8 @@ def define_evaluate_flags():
     flags.DEFINE_integer("num_examples", 0, "Examples to evaluate (0: the whole split).", lower_bound=0)
     flags.DEFINE_integer("batch_size", 4, "Examples per batch.", lower_bound=1)
     flags.DEFINE_integer("grid_examples", 4, "Examples (rows) in grid.png.", lower_bound=1)
-    flags.DEFINE_string("input_size", None, "HxW: resize labels (nearest) to this size before generating, "
-                        "e.g. 256x256 for pix2pix; outputs are resized back to the label size for scoring.")
+    flags.DEFINE_string("input_size", "train", "Label size fed to each model: train (its own training "
+                        "size, e.g. 256x256 for pix2pix, as each paper evaluated), label (the data's size) "
+                        "or HxW; outputs are resized back to the label size for scoring.")
     flags.DEFINE_integer("kid_subset_size", 1000, "KID subset size (capped by the number of examples).",
                          lower_bound=2)

@@ -90,6 +90,15 @@ class SynthesisModel(keras.Model):
         """Input heights and widths must be multiples of this (the total downsampling)."""
         return 1
 
+    @property
+    def training_size(self) -> tuple[int, int] | None:
+        """(height, width) the model trains at: ``config.image_size``, or a square ``crop_size``."""
+        size = getattr(self.config, "image_size", None)
+        if size:
+            return tuple(size)
+        crop = getattr(self.config, "crop_size", None)
+        return (crop, crop) if crop else None
+
     # ------------------------------------------------------------------ family interface
     def optimizer_groups(self) -> list[OptimizerGroup]:
         raise NotImplementedError
