@@ -296,7 +296,8 @@ def train(flags_values, spec, config) -> None:
     origin = restore_or_warm_start(checkpoint, manager, model, flags_values.init_from)
     write_config(model_dir, spec.name, config, flags_values, data_dir, splits, label_space)
 
-    split_text = ", ".join(f"{split.name}: {split.count}" for split in splits.values())
+    split_text = ", ".join(f"{stream + ' = ' if stream else ''}{split.name}: {split.count}"
+                           for stream, split in splits.items())
     print_summary(f"{spec.name}: {spec.summary}", network_rows(model, loss_networks) + [
         ("data", f"{data_dir} [{split_text} examples, {label_space}]"),
         ("strategy", f"{type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s), "
@@ -348,8 +349,9 @@ def train(flags_values, spec, config) -> None:
           f"  samples: {samples_dir}", flush=True)
     if flags_values.export and is_chief:
         path = export.export_model(model, export.next_version_dir(model_dir), model_name=spec.name)
+        inputs = "LABEL_PNGS" if model.export_kind == "label_to_image" else "IMAGES"
         print(f"Exported SavedModel: {path}  (try: python -m tfsynth.infer --saved_model={path} "
-              "--input=LABELS --output=OUT)", flush=True)
+              f"--input={inputs} --output=OUT)", flush=True)
 
 
 def mean_metrics(results: list[dict]) -> dict:

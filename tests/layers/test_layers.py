@@ -190,3 +190,19 @@ def test_area_downsample_output_shape_with_unknown_dims():
     layer = AreaDownsample2D()
     assert layer.compute_output_shape((None, None, None, 20)) == (None, None, None, 20)
     assert layer.compute_output_shape((None, 64, 128, 20)) == (None, 32, 64, 20)
+
+
+def test_patchgan_kernels_are_independent_and_follow_the_seed():
+    """One initializer per layer: two discriminators start differently, and --seed decides how."""
+    import keras
+
+    from tfsynth.layers.discriminators import build_patch_discriminator
+
+    keras.utils.set_random_seed(3)
+    first, second = build_patch_discriminator(3, norm="instance"), build_patch_discriminator(3, norm="instance")
+    keras.utils.set_random_seed(3)
+    again = build_patch_discriminator(3, norm="instance")
+    kernel = lambda model: model.get_layer("conv2").kernel.numpy()  # noqa: E731
+    assert not np.allclose(kernel(first), kernel(second))
+    np.testing.assert_array_equal(kernel(first), kernel(again))
+    assert abs(float(np.std(kernel(first))) - 0.02) < 0.002

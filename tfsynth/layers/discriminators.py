@@ -12,14 +12,20 @@ import keras
 
 from tfsynth.layers.normalization import make_norm
 
-#: pix2pix's init: weights N(0, 0.02), biases zero.
-GAN_INIT = keras.initializers.RandomNormal(0.0, 0.02)
+def gan_init() -> keras.initializers.Initializer:
+    """pix2pix/CycleGAN's init, N(0, 0.02) weights (biases stay zero); a new one per layer.
+
+    An unseeded Keras initializer fixes its seed when it is created, so one instance shared by
+    several layers would give every kernel of a shape the same values, from a seed ``--seed``
+    does not control; a fresh instance per layer draws its seed from the seeded generator.
+    """
+    return keras.initializers.RandomNormal(0.0, 0.02)
 
 
 def _conv4(x, filters: int, strides: int, use_bias: bool, name: str):
     x = keras.layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
     return keras.layers.Conv2D(filters, 4, strides=strides, use_bias=use_bias,
-                               kernel_initializer=GAN_INIT, name=name)(x)
+                               kernel_initializer=gan_init(), name=name)(x)
 
 
 def build_patch_discriminator(input_channels: int, base_filters: int = 64, num_layers: int = 3,
@@ -54,11 +60,11 @@ def build_pixel_discriminator(input_channels: int, base_filters: int = 64, norm:
     """The 1 x 1 PixelGAN: classifies every pixel independently (pix2pix ``--netD pixel``)."""
     use_bias = norm == "instance"
     inputs = keras.Input((None, None, input_channels), name="images")
-    x = keras.layers.Conv2D(base_filters, 1, kernel_initializer=GAN_INIT, name="conv1")(inputs)
+    x = keras.layers.Conv2D(base_filters, 1, kernel_initializer=gan_init(), name="conv1")(inputs)
     x = keras.layers.LeakyReLU(0.2, name="conv1_lrelu")(x)
-    x = keras.layers.Conv2D(2 * base_filters, 1, use_bias=use_bias, kernel_initializer=GAN_INIT, name="conv2")(x)
+    x = keras.layers.Conv2D(2 * base_filters, 1, use_bias=use_bias, kernel_initializer=gan_init(), name="conv2")(x)
     x = make_norm(norm, "conv2_norm")(x)
     x = keras.layers.LeakyReLU(0.2, name="conv2_lrelu")(x)
-    x = keras.layers.Conv2D(1, 1, kernel_initializer=GAN_INIT, name="logits")(x)
+    x = keras.layers.Conv2D(1, 1, kernel_initializer=gan_init(), name="logits")(x)
     logits = keras.layers.Activation("linear", dtype="float32", name="logits_float32")(x)
     return keras.Model(inputs, logits, name=name)

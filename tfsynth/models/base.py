@@ -97,7 +97,9 @@ class SynthesisModel(keras.Model):
         if size:
             return tuple(size)
         crop = getattr(self.config, "crop_size", None)
-        return (crop, crop) if crop else None
+        if not crop:
+            return None
+        return tuple(crop) if isinstance(crop, (tuple, list)) else (crop, crop)
 
     # ------------------------------------------------------------------ family interface
     def optimizer_groups(self) -> list[OptimizerGroup]:

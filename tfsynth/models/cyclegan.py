@@ -5,13 +5,12 @@ generators, G_A: A -> B (the paper's G) and G_B: B -> A (F), each face a discrim
 domain-B images, real or made by G_A (the paper's D_Y), and D_B judges domain A (D_X). Without
 pairs, the objective ties the two directions together (Sec. 3):
 
-* adversarial terms, least-squares GAN (Sec. 4, "we replace the negative log likelihood
-  objective by a least-squares loss"), ``(D_A(G_A(a)) - 1)^2`` and ``(D_B(G_B(b)) - 1)^2``;
-* cycle consistency, ``lambda_A |G_B(G_A(a)) - a|_1 + lambda_B |G_A(G_B(b)) - b|_1`` (Eq. 2),
-  lambda = 10;
-* identity, ``lambda_identity * (lambda_B |G_A(b) - b|_1 + lambda_A |G_B(a) - a|_1)`` (Sec. 5.2,
-  painting <-> photo; the authors' code applies it by default with lambda_identity = 0.5, a
-  weight of 5 relative to the L1 means);
+* adversarial terms with the least-squares GAN loss (the paper's training details),
+  ``(D_A(G_A(a)) - 1)^2`` and ``(D_B(G_B(b)) - 1)^2``;
+* cycle consistency, ``lambda_A |G_B(G_A(a)) - a|_1 + lambda_B |G_A(G_B(b)) - b|_1``, lambda = 10;
+* identity, ``lambda_identity * (lambda_B |G_A(b) - b|_1 + lambda_A |G_B(a) - a|_1)`` (introduced
+  for painting <-> photo; the authors' code applies it by default with lambda_identity = 0.5, a
+  weight of 5 on the L1 means);
 * each discriminator minimises ``0.5 [(D(real) - 1)^2 + D(fake)^2]``, where the fakes come from a
   history of 50 generated images per domain (:class:`ImagePool`, after Shrivastava et al. 2017),
   not only from the latest generator.
@@ -37,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import re
 
 import keras
 import numpy as np
@@ -45,12 +45,13 @@ import tensorflow as tf
 from tfsynth import losses
 from tfsynth.data import labels
 from tfsynth.layers import ReflectionPadding2D, instance_norm
-from tfsynth.layers.discriminators import GAN_INIT, build_patch_discriminator
+from tfsynth.layers.discriminators import build_patch_discriminator, gan_init
 from tfsynth.models.base import OptimizerGroup, SynthesisModel, numeric
 from tfsynth.schedules import LinearDecay
 
-#: ``generator`` value -> residual blocks (the authors' ``--netG`` names).
-GENERATORS = {"resnet_9blocks": 9, "resnet_6blocks": 6}
+#: ``generator`` values: the authors' ``--netG`` names are resnet_9blocks and resnet_6blocks;
+#: any block count works (fewer for quick tests).
+GENERATOR_PATTERN = re.compile(r"^resnet_(?P<blocks>[1-9][0-9]*)blocks$")
 DOMAIN_SOURCES = ("splits", "labels")
 TRANSLATIONS = ("a_to_b", "b_to_a")
 
@@ -61,7 +62,7 @@ class CycleGANConfig:
 
     Attributes:
       generator: "resnet_9blocks" (256x256 and above) or "resnet_6blocks" (128x128; the paper's
-        Cityscapes setting).
+        Cityscapes setting); "resnet_<n>blocks" for other depths.
       base_filters: filters of the generator's first layer (ngf = 64); 2x and 4x after the two
         downsamplings.
       discriminator_filters: filters of the PatchGAN's first layer (ndf = 64).
@@ -72,7 +73,7 @@ class CycleGANConfig:
       flip: random horizontal flips in training.
       domains_from: "splits": domain X reads split ``<split>A`` and Y ``<split>B``; "labels":
         both read ``<split>`` of a labelled dataset, A = colour-coded labels, B = photos.
-      lambda_a, lambda_b: cycle-consistency weights (lambda = 10, Eq. 3).
+      lambda_a, lambda_b: cycle-consistency weights (lambda = 10).
       lambda_identity: identity weight relative to lambda (0.5; 0 switches it off).
       pool_size: fakes kept per domain for the discriminators (50; 0: no history).
       gan_mode: "lsgan" (the paper's) or "vanilla" (the original cross-entropy).
@@ -110,8 +111,9 @@ class CycleGANConfig:
             if len(size) != 2 or min(size) < 1:
                 raise ValueError(f"{name} must be HxW (or one number for a square), got {size}")
             object.__setattr__(self, name, size)
-        if self.generator not in GENERATORS:
-            raise ValueError(f"generator must be one of {', '.join(GENERATORS)}, got {self.generator!r}")
+        if not GENERATOR_PATTERN.match(self.generator):
+            raise ValueError("generator must be resnet_9blocks, resnet_6blocks or resnet_<n>blocks, "
+                             f"got {self.generator!r}")
         if self.domains_from not in DOMAIN_SOURCES:
             raise ValueError(f"domains_from must be one of {', '.join(DOMAIN_SOURCES)}, "
                              f"got {self.domains_from!r}")
@@ -130,7 +132,7 @@ class CycleGANConfig:
 
     @property
     def residual_blocks(self) -> int:
-        return GENERATORS[self.generator]
+        return int(GENERATOR_PATTERN.match(self.generator)["blocks"])
 
 
 # ---------------------------------------------------------------------------------- networks
@@ -138,7 +140,7 @@ class CycleGANConfig:
 def _conv(filters: int, kernel: int, name: str, strides: int = 1) -> keras.layers.Layer:
     # Convs keep their bias: instance norm without affine parameters has no offset to replace it.
     return keras.layers.Conv2D(filters, kernel, strides=strides, padding="valid",
-                               kernel_initializer=GAN_INIT, name=name)
+                               kernel_initializer=gan_init(), name=name)
 
 
 def _norm_relu(x, name: str):
@@ -158,8 +160,8 @@ def _residual_block(x, filters: int, name: str):
 def build_generator(config: CycleGANConfig, name: str = "resnet_generator") -> keras.Model:
     """The ResNet generator: images [N, H, W, 3] in [-1, 1] -> [N, H, W, 3] in [-1, 1] (tanh).
 
-    c7s1-64, d128, d256, R256 x 9 (or 6), u128, u64, c7s1-3 in the paper's notation (appendix
-    7.2), with ``base_filters`` for 64. H and W must be multiples of 4.
+    c7s1-64, d128, d256, R256 x 9 (or 6), u128, u64, c7s1-3 in the notation of the paper's
+    appendix, with ``base_filters`` for 64. H and W must be multiples of 4.
     """
     filters = config.base_filters
     images = keras.Input((None, None, 3), name="images")
@@ -172,7 +174,7 @@ def build_generator(config: CycleGANConfig, name: str = "resnet_generator") -> k
         x = _residual_block(x, filters * 4, f"res{index}")
     for index, multiple in enumerate((2, 1), start=1):                               # u128, u64
         x = keras.layers.Conv2DTranspose(filters * multiple, 3, strides=2, padding="valid",
-                                         kernel_initializer=GAN_INIT, name=f"up{index}")(x)
+                                         kernel_initializer=gan_init(), name=f"up{index}")(x)
         # "valid" gives 2H + 1 rows; PyTorch's padding=1, output_padding=1 keeps rows 1 .. 2H.
         x = keras.layers.Cropping2D(((1, 0), (1, 0)), name=f"up{index}_crop")(x)
         x = _norm_relu(x, f"up{index}")
@@ -230,7 +232,7 @@ def pool_update(stored, count, images, swap, slots):
 
 
 class ImagePool(tf.Module):
-    """The history of generated images that the discriminators train on (CycleGAN Sec. 4).
+    """The history of generated images the discriminators train on (after Shrivastava et al. 2017).
 
     The state is TensorFlow variables, so it is checkpointed with the model and resumes where it
     stopped: ``images`` [pool_size, H, W, 3], the fill ``count``, and the ``seed`` and number of

@@ -37,7 +37,6 @@ from tfsynth.layers import discriminators, normalization
 from tfsynth.models.base import OptimizerGroup, SynthesisModel, numeric
 from tfsynth.schedules import LinearDecay
 
-GAN_INIT = discriminators.GAN_INIT  # N(0, 0.02) weights, zero biases
 DROPOUT_PLACEMENTS = ("paper", "pytorch")
 LABEL_INPUTS = ("color", "onehot", "image")
 TEST_MODES = ("paper", "eval")
@@ -237,13 +236,13 @@ def _norm(config: Pix2PixConfig, name: str) -> keras.layers.Layer:
 def _down(filters: int, use_bias: bool, name: str):
     # 4x4, stride 2, "same" pads 1 and 1 on even inputs: PyTorch's padding=1.
     return keras.layers.Conv2D(filters, 4, strides=2, padding="same", use_bias=use_bias,
-                               kernel_initializer=GAN_INIT, name=name)
+                               kernel_initializer=discriminators.gan_init(), name=name)
 
 
 def _up(filters: int, use_bias: bool, name: str):
     # ConvTranspose k4 s2 p1 doubles the size; Keras "same" is the same operation.
     return keras.layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=use_bias,
-                                        kernel_initializer=GAN_INIT, name=name)
+                                        kernel_initializer=discriminators.gan_init(), name=name)
 
 
 def build_generator(config: Pix2PixConfig, input_channels: int = 3, output_channels: int = 3) -> keras.Model:

@@ -1,0 +1,214 @@
+"""CycleGAN through the real commands: train on unpaired streams, samples, export, reload, infer,
+image_folder datasets (trainA/trainB) and their errors, dry runs of the paper configs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cli_support import REPO_ROOT, cli_env
+
+TINY_FLAGS = os.path.join(REPO_ROOT, "configs", "smoke", "cyclegan_tiny.flags")
+#: The tiny run's hparams for image_folder data (absl keeps only the last --hparams).
+FOLDER_HPARAMS = ("--hparams=domains_from=splits,generator=resnet_2blocks,base_filters=8,"
+                  "discriminator_filters=8,load_size=36,crop_size=32,pool_size=4")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, cache_dir):
+    """One tiny run (labels <-> photos of the synthetic scenes) shared by the tests reading it."""
+    model_dir = str(tmp_path_factory.mktemp("run") / "cyclegan")
+    result = subprocess.run(
+        [sys.executable, "-m", "tfsynth.train", f"--flagfile={TINY_FLAGS}", f"--model_dir={model_dir}"],
+        cwd=REPO_ROOT, env=cli_env(cache_dir), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return model_dir, result
+
+
+def test_training_prints_networks_and_writes_samples_checkpoints_and_export(trained):
+    import tensorflow as tf
+
+    model_dir, result = trained
+    for name in ("G_A", "G_B", "D_A", "D_B"):
+        assert any(line.split()[:1] == [name] and "parameters" in line for line in result.stdout.splitlines())
+    assert "step 4/4" in result.stdout
+    last = next(line for line in result.stdout.splitlines() if line.startswith("step 4/4"))
+    for key in ("g_gan_a", "g_gan_b", "cycle_a", "cycle_b", "idt_a", "idt_b", "generator", "d_a", "d_b",
+                "discriminator"):
+        assert np.isfinite(float(last.split(f" {key}=")[1].split()[0])), key
+    config = json.load(open(os.path.join(model_dir, "config.json")))
+    assert config["model"] == "cyclegan" and config["hparams"]["domains_from"] == "labels"
+    samples = sorted(os.listdir(os.path.join(model_dir, "samples")))
+    assert samples == ["samples_00000002.png", "samples_00000004.png"]
+    grid = np.asarray(Image.open(os.path.join(model_dir, "samples", samples[-1])))
+    assert grid.shape == (2 * 32, 6 * 64, 3)  # A | G_A(A) | G_B(G_A(A)) | B | G_B(B) | G_A(G_B(B))
+    # The image pools are in the checkpoint, so a resumed run continues with them.
+    saved = dict(tf.train.list_variables(tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))))
+    pool_images = [name for name in saved if name.startswith("pool_fake_a/images")]
+    assert pool_images and saved[pool_images[0]] == [4, 32, 64, 3]
+    assert os.path.exists(os.path.join(model_dir, "export", "1", "saved_model.pb"))
+    info = json.load(open(os.path.join(model_dir, "export", "1", "tfsynth_export.json")))
+    assert info["kind"] == "image_to_image" and info["size_multiple"] == 4
+    assert set(info["signatures"]) == {"a_to_b", "b_to_a", "serving_default", "predict_png"}
+
+
+def test_resume_from_step_2_matches_the_uninterrupted_run(trained, tmp_path, run_cli):
+    """Weights, both Adams, the data iterators and the image pools all resume exactly."""
+    import shutil
+
+    import tensorflow as tf
+
+    model_dir, _ = trained
+    resumed = tmp_path / "resumed"
+    shutil.copytree(model_dir, resumed, ignore=shutil.ignore_patterns("ckpt-4.*", "export", "samples"))
+    (resumed / "checkpoints" / "checkpoint").write_text(
+        'model_checkpoint_path: "ckpt-2"\nall_model_checkpoint_paths: "ckpt-2"\n')  # as if killed
+    result = run_cli("tfsynth.train", f"--flagfile={TINY_FLAGS}", f"--model_dir={resumed}", "--export=false")
+    assert "resumed from" in result.stdout and "step 3/4" in result.stdout and "step 1/4" not in result.stdout
+    expected = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints", "ckpt-4"))
+    actual = tf.train.load_checkpoint(str(resumed / "checkpoints" / "ckpt-4"))
+    names = [name for name, dtype in expected.get_variable_to_dtype_map().items()
+             if dtype.is_numeric and not name.startswith(("data/", "save_counter"))]
+    assert any(name.startswith("pool_fake_b/") for name in names)
+    for name in names:
+        np.testing.assert_allclose(actual.get_tensor(name), expected.get_tensor(name), rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
+
+
+def test_export_reloads_in_fresh_process_equal_to_eager_generators(trained, tmp_path, cache_dir):
+    import tensorflow as tf
+
+    from tfsynth import export
+
+    model_dir, _ = trained
+    images = np.random.default_rng(0).integers(0, 256, size=(2, 48, 80, 3), dtype=np.uint8)  # not 32x64
+    np.save(tmp_path / "images.npy", images)
+    script = (
+        "import sys, json, numpy as np, tensorflow as tf\n"
+        "m = tf.saved_model.load(sys.argv[1]); x = tf.constant(np.load(sys.argv[2])); out = {}\n"
+        "for name in ('a_to_b', 'b_to_a', 'serving_default'):\n"
+        "    sig = m.signatures[name]\n"
+        "    spec = sig.structured_input_signature[1]['image']\n"
+        "    result = sig(image=x)['image']\n"
+        "    out[name] = result.numpy()\n"
+        "    out[name + '_dtypes'] = np.array([spec.dtype.name, result.dtype.name])\n"
+        "png = m.signatures['predict_png'](image_png_bytes=tf.reshape(tf.io.encode_png(x[0]), [1]))\n"
+        "out['png'] = tf.io.decode_png(png['image_png_bytes'][0]).numpy()\n"
+        "np.savez(sys.argv[3], **out)\n")
+    subprocess.run([sys.executable, "-c", script, os.path.join(model_dir, "export", "1"),
+                    str(tmp_path / "images.npy"), str(tmp_path / "out.npz")],
+                   check=True, env=cli_env(cache_dir), timeout=300)
+    loaded = np.load(tmp_path / "out.npz")
+    model, _ = export.load_trained_model(model_dir)
+    for name in ("a_to_b", "b_to_a"):
+        expected = np.clip(np.round(model.translate(name, tf.constant(images)).numpy()), 0, 255)
+        assert loaded[name].dtype == np.uint8 and loaded[name].shape == (2, 48, 80, 3)
+        assert list(loaded[f"{name}_dtypes"]) == ["uint8", "uint8"]
+        # Exported and eager graphs may fuse ops differently: allow one grey level.
+        assert np.abs(loaded[name].astype(int) - expected).max() <= 1, name
+    assert not np.array_equal(loaded["a_to_b"], loaded["b_to_a"])  # two generators
+    np.testing.assert_array_equal(loaded["serving_default"], loaded["a_to_b"])
+    np.testing.assert_array_equal(loaded["png"], loaded["a_to_b"][0])
+
+
+def test_export_rejects_sizes_that_are_not_multiples_of_4(trained):
+    import tensorflow as tf
+
+    model_dir, _ = trained
+    loaded = tf.saved_model.load(os.path.join(model_dir, "export", "1"))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="multiples of 4"):
+        loaded.signatures["b_to_a"](image=tf.zeros([1, 30, 64, 3], tf.uint8))
+
+
+def test_infer_translates_image_files_in_the_chosen_direction(trained, run_cli, tmp_path):
+    model_dir, _ = trained
+    inputs = tmp_path / "photos"
+    inputs.mkdir()
+    Image.fromarray(np.full((32, 64, 3), 90, np.uint8)).save(inputs / "p0.png")
+    out = tmp_path / "out"
+    run_cli("tfsynth.infer", f"--saved_model={model_dir}/export/1", f"--input={inputs}",
+            f"--output={out}", "--signature=b_to_a")
+    assert os.listdir(out) == ["p0.png"]
+    assert np.asarray(Image.open(out / "p0.png")).shape == (32, 64, 3)
+
+
+def _image_folder(root, counts):
+    """SRC/<split>/ folders of small random PNGs of assorted sizes (the converter resizes nothing)."""
+    rng = np.random.default_rng(0)
+    for split, count in counts.items():
+        folder = root / split
+        folder.mkdir(parents=True)
+        for index in range(count):
+            size = (40 + 4 * index, 44)
+            Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / f"{index}.png")
+    return root
+
+
+def test_trains_on_image_folder_domains_mirrored_over_two_devices(tmp_path, run_cli):
+    src = _image_folder(tmp_path / "src", {"trainA": 3, "trainB": 5})
+    data = tmp_path / "tfr"
+    run_cli("tools/build_tfrecords.py", "--format=image_folder", f"--src={src}", f"--out={data}")
+    result = run_cli("tfsynth.train", f"--flagfile={TINY_FLAGS}", f"--model_dir={tmp_path / 'm'}",
+                     f"--train_data={data}", FOLDER_HPARAMS, "--train_steps=2", "--export=false",
+                     "--strategy=mirrored", "--cpu_devices=2")
+    assert "trainA: 3" in result.stdout and "trainB: 5" in result.stdout
+    assert "2 replica(s)" in result.stdout and "step 2/2" in result.stdout
+    assert os.listdir(tmp_path / "m" / "samples")  # sample grid from trainA/trainB images
+
+
+def test_missing_or_empty_domain_fails_naming_the_split(tmp_path, run_cli):
+    src = _image_folder(tmp_path / "src", {"trainA": 2})
+    (src / "trainB").mkdir()  # empty
+    result = run_cli("tools/build_tfrecords.py", "--format=image_folder", f"--src={src}",
+                     f"--out={tmp_path / 'bad'}", check=False)
+    assert result.returncode != 0 and "trainB" in result.stderr
+    data = tmp_path / "tfr"
+    run_cli("tools/build_tfrecords.py", "--format=image_folder", f"--src={src}", f"--out={data}",
+            "--splits=trainA")
+    result = run_cli("tfsynth.train", f"--flagfile={TINY_FLAGS}", f"--model_dir={tmp_path / 'm'}",
+                     f"--train_data={data}", FOLDER_HPARAMS, check=False)
+    assert result.returncode != 0
+    assert "no shards of split 'trainB'" in result.stderr and "trainA" in result.stderr
+
+
+def test_cityscapes_config_dry_run_prints_the_four_networks(run_cli, tmp_path):
+    flagfile = os.path.join(REPO_ROOT, "configs", "cyclegan_cityscapes.flags")
+    result = run_cli("tfsynth.train", f"--flagfile={flagfile}", f"--model_dir={tmp_path}", "--dry_run")
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:] if line.strip()}
+    assert set(lines) == {"G_A", "G_B", "D_A", "D_B"}
+    assert "7,837,699" in lines["G_A"] and "7,837,699" in lines["G_B"]  # resnet_6blocks
+    assert "2,764,737" in lines["D_A"] and "2,764,737" in lines["D_B"]
+
+
+def _config_of(flagfile):
+    from tfsynth import config as config_lib
+    from tfsynth.models.cyclegan import CycleGANConfig
+
+    lines = open(os.path.join(REPO_ROOT, "configs", flagfile)).read().splitlines()
+    flags = dict(line.lstrip("-").split("=", 1) for line in lines if line.startswith("--"))
+    assert flags["model"] == "cyclegan"
+    return flags, config_lib.build_config(CycleGANConfig, config_lib.parse_hparams(flags["hparams"]))
+
+
+def test_paper_configs_hold_the_papers_settings():
+    flags, cityscapes = _config_of("cyclegan_cityscapes.flags")
+    assert (cityscapes.generator, cityscapes.load_size, cityscapes.crop_size) == (
+        "resnet_6blocks", (143, 143), (128, 128))
+    assert flags["global_batch_size"] == "1" and flags["epochs"] == "200"
+    assert (cityscapes.epochs_constant, cityscapes.epochs_decay) == (100, 100)
+    assert cityscapes.domains_from == "splits"
+    flags, unpaired = _config_of("cyclegan_unpaired.flags")
+    assert (unpaired.generator, unpaired.load_size, unpaired.crop_size) == (
+        "resnet_9blocks", (286, 286), (256, 256))
+    assert flags["global_batch_size"] == "1" and flags["epochs"] == "200"
+
+
+def test_quickstart_config_is_a_small_unpaired_labels_to_photos_run():
+    flags, config = _config_of("cyclegan_quickstart.flags")
+    assert flags["train_data"].startswith("synthetic:")
+    assert config.domains_from == "labels" and config.generator == "resnet_6blocks"
+    assert config.base_filters < 64
