@@ -1,12 +1,11 @@
 """Shared fixtures: the repo root, an isolated cache for the built-in data, and CLI runners."""
 
+import functools
 import os
-import subprocess
-import sys
 
 import pytest
 
-from cli_support import REPO_ROOT, cli_env
+from cli_support import run_module
 
 
 @pytest.fixture(scope="session")
@@ -19,15 +18,5 @@ def cache_dir(tmp_path_factory):
 
 @pytest.fixture
 def run_cli(cache_dir):
-    """Runs ``python -m MODULE ARGS`` (or a script path) from the repo root; returns the result."""
-
-    def run(module_or_script, *args, check=True, timeout=600):
-        target = [module_or_script] if module_or_script.endswith(".py") else ["-m", module_or_script]
-        result = subprocess.run([sys.executable, *target, *args], cwd=REPO_ROOT, env=cli_env(cache_dir),
-                                capture_output=True, text=True, timeout=timeout)
-        if check and result.returncode != 0:
-            raise AssertionError(f"{module_or_script} {' '.join(args)} failed ({result.returncode}):\n"
-                                 f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
-        return result
-
-    return run
+    """``run_cli(MODULE_OR_SCRIPT, *args, check=True)``: a real command from the repo root."""
+    return functools.partial(run_module, cache_dir)

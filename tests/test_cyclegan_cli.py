@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cli_support import REPO_ROOT, cli_env
+from cli_support import REPO_ROOT, cli_env, run_module
 
 TINY_FLAGS = os.path.join(REPO_ROOT, "configs", "smoke", "cyclegan_tiny.flags")
 #: The tiny run's hparams for image_folder data (absl keeps only the last --hparams).
@@ -22,11 +22,7 @@ FOLDER_HPARAMS = ("--hparams=domains_from=splits,generator=resnet_2blocks,base_f
 def trained(tmp_path_factory, cache_dir):
     """One tiny run (labels <-> photos of the synthetic scenes) shared by the tests reading it."""
     model_dir = str(tmp_path_factory.mktemp("run") / "cyclegan")
-    result = subprocess.run(
-        [sys.executable, "-m", "tfsynth.train", f"--flagfile={TINY_FLAGS}", f"--model_dir={model_dir}"],
-        cwd=REPO_ROOT, env=cli_env(cache_dir), capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return model_dir, result
+    return model_dir, run_module(cache_dir, "tfsynth.train", f"--flagfile={TINY_FLAGS}", f"--model_dir={model_dir}")
 
 
 def test_training_prints_networks_and_writes_samples_checkpoints_and_export(trained):

@@ -2,24 +2,18 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from cli_support import REPO_ROOT, SMOKE_FLAGS, cli_env
+from cli_support import REPO_ROOT, SMOKE_FLAGS, run_module
 
 SEGMENTER_FLAGS = os.path.join(REPO_ROOT, "configs", "smoke", "segmenter_tiny.flags")
 
 
 def train(cache, flagfile, model_dir, *extra):
-    result = subprocess.run([sys.executable, "-m", "tfsynth.train", f"--flagfile={flagfile}",
-                             f"--model_dir={model_dir}", *extra],
-                            cwd=REPO_ROOT, env=cli_env(cache), capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return result
+    return run_module(cache, "tfsynth.train", f"--flagfile={flagfile}", f"--model_dir={model_dir}", *extra)
 
 
 @pytest.fixture(scope="module")

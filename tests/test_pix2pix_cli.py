@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cli_support import REPO_ROOT, cli_env
+from cli_support import REPO_ROOT, cli_env, run_module
 
 SMOKE_FLAGS = os.path.join(REPO_ROOT, "configs", "smoke", "pix2pix_tiny.flags")
 TINY_HPARAMS = "generator=unet_32,base_filters=4,discriminator_filters=4,load_size=36,crop_size=32"
@@ -30,11 +30,7 @@ np.savez(sys.argv[3], **results)
 
 
 def train(cache_dir, model_dir, *extra):
-    result = subprocess.run(
-        [sys.executable, "-m", "tfsynth.train", f"--flagfile={SMOKE_FLAGS}", f"--model_dir={model_dir}", *extra],
-        cwd=REPO_ROOT, env=cli_env(cache_dir), capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return result
+    return run_module(cache_dir, "tfsynth.train", f"--flagfile={SMOKE_FLAGS}", f"--model_dir={model_dir}", *extra)
 
 
 def reload_and_run(cache_dir, export_dir, tmp_path, **inputs):

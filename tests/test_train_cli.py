@@ -10,18 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cli_support import REPO_ROOT, SMOKE_FLAGS, cli_env
+from cli_support import REPO_ROOT, SMOKE_FLAGS, cli_env, run_module
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, cache_dir):
     """One tiny CRN run shared by the tests that only read its outputs."""
     model_dir = str(tmp_path_factory.mktemp("run") / "crn")
-    result = subprocess.run(
-        [sys.executable, "-m", "tfsynth.train", f"--flagfile={SMOKE_FLAGS}", f"--model_dir={model_dir}"],
-        cwd=REPO_ROOT, env=cli_env(cache_dir), capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return model_dir, result
+    return model_dir, run_module(cache_dir, "tfsynth.train", f"--flagfile={SMOKE_FLAGS}", f"--model_dir={model_dir}")
 
 
 def generator_weights(model_dir):

@@ -100,7 +100,7 @@ class ModelScores:
 def evaluate(flags_values) -> str:
     import tensorflow as tf
 
-    from tfsynth.data import labels, pipelines, tfrecord
+    from tfsynth.data import labels, pipelines
     from tfsynth.metrics import report, segmentation
 
     start = time.time()

@@ -2,7 +2,6 @@
 
 import keras
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from tfsynth.layers import AreaDownsample2D, BilinearResize, SlimLayerNormalization

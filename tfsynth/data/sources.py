@@ -256,6 +256,16 @@ def image_folder(src: str, split: str) -> list[LazyExample]:
     Raises:
       DataError: when the folder is missing or holds no image.
     """
+    return [LazyExample(key=os.path.relpath(path, src), read=functools.partial(_read_photo_only, src, path))
+            for path in _images_under(src, split)]
+
+
+def _images_under(src: str, split: str) -> list[str]:
+    """Every image file under ``SRC/<split>/`` (subfolders included), sorted by relative path.
+
+    Raises:
+      DataError: when the folder is missing or holds no image.
+    """
     _require_dir(src, "--src")
     split_dir = os.path.join(src, split)
     if not os.path.isdir(split_dir):
@@ -269,8 +279,7 @@ def image_folder(src: str, split: str) -> list[LazyExample]:
     paths.sort(key=lambda path: os.path.relpath(path, split_dir))
     if not paths:
         raise DataError(f"{split_dir}: split {split!r} has no examples (no {'/'.join(IMAGE_EXTENSIONS)} files)")
-    return [LazyExample(key=os.path.relpath(path, src), read=functools.partial(_read_photo_only, src, path))
-            for path in paths]
+    return paths
 
 
 #: pix2pix_ab with a label space: the input half must be a colour-coded label image, i.e. at
@@ -303,23 +312,9 @@ def pix2pix_ab(src: str, split: str, label_space: str | None = "cityscapes35",
     """
     if direction not in AB_DIRECTIONS:
         raise DataError(f"direction must be AtoB or BtoA, got {direction!r}")
-    _require_dir(src, "--src")
-    split_dir = os.path.join(src, split)
-    if not os.path.isdir(split_dir):
-        found = sorted(d for d in os.listdir(src) if os.path.isdir(os.path.join(src, d)))
-        raise DataError(f"{src}: no {split} folder under it (folders found: {', '.join(found) or 'none'})")
-    paths = []
-    for folder, subfolders, names in os.walk(split_dir):
-        subfolders.sort()
-        paths.extend(os.path.join(folder, name) for name in names
-                      if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS)
-    paths.sort(key=lambda path: os.path.relpath(path, split_dir))
-    if not paths:
-        raise DataError(f"{split_dir}: split {split!r} has no examples (no AB images: "
-                        f"{'/'.join(IMAGE_EXTENSIONS)} files)")
     return [LazyExample(key=os.path.relpath(path, src),
                         read=functools.partial(_read_ab, src, path, label_space, direction))
-            for path in paths]
+            for path in _images_under(src, split)]
 
 
 def _read_ab(root: str, path: str, label_space: str | None, direction: str) -> Example:
