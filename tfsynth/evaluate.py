@@ -21,7 +21,7 @@ import sys
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from tfsynth import flags as tfsynth_flags
 
@@ -234,10 +234,7 @@ def main(argv):
 
 
 def run():
-    tfsynth_flags.define_evaluate_flags()
-    for name in ("saved_model", "eval_data", "out"):
-        flags.mark_flag_as_required(name)
-    app.run(main)
+    tfsynth_flags.run_command(main, tfsynth_flags.define_evaluate_flags, required=("saved_model", "eval_data", "out"))
 
 
 if __name__ == "__main__":

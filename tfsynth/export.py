@@ -26,7 +26,7 @@ import os
 import re
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from tfsynth import flags as tfsynth_flags
 
@@ -209,9 +209,7 @@ def main(argv):
 
 
 def run():
-    tfsynth_flags.define_export_flags()
-    flags.mark_flag_as_required("model_dir")
-    app.run(main)
+    tfsynth_flags.run_command(main, tfsynth_flags.define_export_flags, required=("model_dir",))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from absl import flags
+from absl import app, flags
 
 from tfsynth import registry
 
@@ -18,6 +18,14 @@ FLAGS = flags.FLAGS
 # Entry points import this module before TensorFlow: keep TF's C++ info and CUDA-probe lines
 # (e.g. "failed call to cuInit" on machines without a GPU) out of the output; set it to 0 to debug.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def run_command(main, define_flags, required: tuple[str, ...] = ()) -> None:
+    """Defines a command's flags, marks the required ones, and runs ``main`` under absl."""
+    define_flags()
+    for name in required:
+        flags.mark_flag_as_required(name)
+    app.run(main)
 
 
 def _once(define):

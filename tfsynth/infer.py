@@ -17,7 +17,7 @@ import sys
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 from PIL import Image, UnidentifiedImageError
 
 from tfsynth import flags as tfsynth_flags
@@ -122,10 +122,7 @@ def main(argv):
 
 
 def run():
-    tfsynth_flags.define_infer_flags()
-    for name in ("saved_model", "input", "output"):
-        flags.mark_flag_as_required(name)
-    app.run(main)
+    tfsynth_flags.run_command(main, tfsynth_flags.define_infer_flags, required=("saved_model", "input", "output"))
 
 
 if __name__ == "__main__":
