@@ -93,3 +93,30 @@ def test_evaluate_rejects_missing_export_and_offline_inception(runs, run_cli, tm
                          "--eval_data=synthetic:32x64:20", "--inception=none", f"--out={tmp_path / 'o3'}",
                          check=False)
     assert wrong_kind.returncode != 0 and "image_to_label export" in wrong_kind.stderr
+
+
+def test_protocol_options_class_list_scoring_size_and_ignore_label(runs, run_cli, tmp_path):
+    root, _ = runs
+    common = [f"--saved_model=crn:{root / 'crn' / 'export' / '1'}", "--eval_data=synthetic:32x64:20",
+              "--split=train", "--num_examples=4", f"--segmenter={root / 'segmenter' / 'export' / '1'}",
+              "--inception=none", "--vgg_weights=random"]
+    full = run_cli("tfsynth.evaluate", *common, f"--out={tmp_path / 'all'}")
+    subset = run_cli("tfsynth.evaluate", *common, "--eval_classes=road,sky,car", "--scoring_size=64x128",
+                     "--ignore_label=254", f"--out={tmp_path / 'subset'}")
+    assert full.returncode == 0 and subset.returncode == 0
+    all_rows = {r["model"]: r for r in json.load(open(tmp_path / "all" / "report.json"))["rows"]}
+    report = json.load(open(tmp_path / "subset" / "report.json"))
+    rows = {r["model"]: r for r in report["rows"]}
+    assert sorted(rows["crn"]["per_class_iou"]) == ["car", "road", "sky"]
+    assert len(all_rows["crn"]["per_class_iou"]) == 19
+    ious = [v for v in rows["crn"]["per_class_iou"].values() if v is not None]
+    expected = float(np.mean(ious)) if ious else None
+    if expected is not None:
+        assert rows["crn"]["mean_iou"] == pytest.approx(expected)
+    protocol = report["meta"]["protocol"]
+    assert protocol["classes"] == ["road", "sky", "car"] and protocol["ignore_label"] == 254
+    assert protocol["scoring_size"].startswith("64x128")
+    assert np.asarray(Image.open(tmp_path / "subset" / "grid.png")).shape[:2] == (4 * 64, 3 * 128)
+    bad = run_cli("tfsynth.evaluate", *common, "--eval_classes=road,unicorn", f"--out={tmp_path / 'bad'}",
+                  check=False)
+    assert bad.returncode != 0 and "unicorn" in bad.stderr and "sky" in bad.stderr

@@ -61,25 +61,31 @@ def load_export(path: str, expected_kind: str):
 class ModelScores:
     """Streaming metrics of one source of photos (a model, or the real images)."""
 
-    def __init__(self, name: str, *, with_pairs: bool, vgg=None):
+    def __init__(self, name: str, *, with_pairs: bool, vgg=None, ignore_label: int = 255):
         from tfsynth.metrics import image_quality, segmentation
         from tfsynth.metrics.diversity import DiversityAccumulator
 
         self.name = name
-        self.confusion = segmentation.ConfusionMatrix(segmentation.NUM_TRAIN_CLASSES)
+        self.confusion = segmentation.ConfusionMatrix(segmentation.NUM_TRAIN_CLASSES, ignore_label)
         self.psnr = image_quality.MeanMetric("psnr") if with_pairs else None
         self.ssim = image_quality.MeanMetric("ssim") if with_pairs else None
         self.diversity = DiversityAccumulator(vgg)
         self.features = []
         self.seconds = 0.0
 
-    def row(self, real_features, kid_subset_size: int) -> dict:
+    def row(self, real_features, kid_subset_size: int, classes: list[int], class_names) -> dict:
         from tfsynth.metrics import fid, segmentation
 
         row = {"model": self.name}
         if self.confusion.matrix.sum():
             scores = segmentation.scores(self.confusion.matrix)
-            row.update({key: scores[key] for key in ("pixel_accuracy", "mean_class_accuracy", "mean_iou")})
+            row["pixel_accuracy"] = scores["pixel_accuracy"]
+            # Class means over the evaluated classes only (the papers' protocols differ here).
+            for mean_key, per_class_key in (("mean_class_accuracy", "per_class_accuracy"),
+                                            ("mean_iou", "per_class_iou")):
+                values = np.array([scores[per_class_key][c] for c in classes], np.float64)
+                row[mean_key] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+            row["per_class_iou"] = {class_names[c]: scores["per_class_iou"][c] for c in classes}
         if self.features and real_features is not None:
             features = np.concatenate(self.features)
             row["fid"] = fid.fid_from_features(features, real_features)
@@ -131,8 +137,12 @@ def evaluate(flags_values) -> str:
                           weights=flags_values.vgg_weights)
 
     to_train_ids = labels.mapping_table(space, "cityscapes19")
-    scores = {name: ModelScores(name, with_pairs=True, vgg=vgg) for name in exports}
-    oracle = ModelScores(report.ORACLE, with_pairs=False)
+    classes = evaluated_classes(flags_values.eval_classes)
+    scoring_size = None if flags_values.scoring_size == "label" else parse_size(flags_values.scoring_size,
+                                                                                  "--scoring_size")
+    ignore = flags_values.ignore_label
+    scores = {name: ModelScores(name, with_pairs=True, vgg=vgg, ignore_label=ignore) for name in exports}
+    oracle = ModelScores(report.ORACLE, with_pairs=False, ignore_label=ignore)
     real_features, grid_columns = [], None
     total = split.count if not flags_values.num_examples else min(split.count, flags_values.num_examples)
     dataset = pipelines.make_dataset(split, batch_size=flags_values.batch_size, shuffle=False, repeat=False,
@@ -145,8 +155,10 @@ def evaluate(flags_values) -> str:
         keep = min(total - seen, int(batch["image"].shape[0]))
         label_ids = batch["label"][:keep]
         real = batch["image"][:keep].numpy()
-        size = real.shape[1:3]
-        truth = to_train_ids[label_ids.numpy()]
+        size = scoring_size or real.shape[1:3]
+        real = segmentation.resize_for_scoring(real, size)
+        truth = to_train_ids[segmentation.resize_for_scoring(label_ids.numpy(), size)]
+        truth[truth == labels.IGNORE_ID] = ignore
 
         def score_photos(target, photos):
             if segmenter is not None:
@@ -158,10 +170,10 @@ def evaluate(flags_values) -> str:
         score_photos(oracle, real)
         if inception is not None:
             real_features.append(inception(real))
-        columns = [labels.colorize(label_ids.numpy(), space), real]
+        columns = [labels.colorize(segmentation.resize_for_scoring(label_ids.numpy(), size), space), real]
         for name, (signature, info) in exports.items():
             model_start = time.time()
-            input_size = model_input_size(flags_values.input_size, info, size)
+            input_size = model_input_size(flags_values.input_size, info, label_ids.shape[1:3])
             fed = tf.image.resize(label_ids[..., None], input_size, method="nearest")[..., 0]
             outputs = signature(label=fed)
             photos = segmentation.resize_for_scoring(outputs["image"].numpy(), size)
@@ -182,15 +194,18 @@ def evaluate(flags_values) -> str:
 
     real_features = np.concatenate(real_features) if real_features else None
     kid_subset = min(flags_values.kid_subset_size, seen)
-    rows = [scores[name].row(real_features, kid_subset) for name in exports] + [oracle.row(None, kid_subset)]
+    names = labels.cityscapes19().class_names
+    rows = ([scores[name].row(real_features, kid_subset, classes, names) for name in exports]
+            + [oracle.row(None, kid_subset, classes, names)])
     meta = {
         "data": data_dir, "split": split.name, "examples": seen, "label_space": space,
         "models": dict(models),
-        "protocol": {"scoring_size": "label size (outputs resized bilinearly)",
+        "protocol": {"scoring_size": ("label size" if scoring_size is None else f"{scoring_size[0]}x{scoring_size[1]}")
+                                     + " (photos resized bilinearly, labels nearest)",
                      "input_size": {"train": "each model's training size (labels resized nearest)",
                                     "label": "the label size"}.get(flags_values.input_size,
                                                                    flags_values.input_size),
-                     "classes": "19 Cityscapes train classes", "ignore_label": segmentation.IGNORE_TRAIN_ID},
+                     "classes": [names[c] for c in classes], "ignore_label": ignore},
         "segmenter": flags_values.segmenter or "none (no segmentation scores)",
         "feature_extractor": inception.description if inception is not None else "none (no FID/KID)",
         "diversity_features": f"VGG-19, weights: {vgg.weights_source}" if vgg is not None else "n/a",
@@ -206,17 +221,39 @@ def evaluate(flags_values) -> str:
     return md_path
 
 
+def evaluated_classes(flag: str) -> list[int]:
+    """``--eval_classes``: empty for all 19 train classes, else names or trainIds, comma-separated."""
+    from tfsynth.data import labels
+
+    names = labels.cityscapes19().class_names
+    if not flag:
+        return list(range(len(names)))
+    classes = []
+    for item in (part.strip() for part in flag.split(",") if part.strip()):
+        if item.isdigit() and int(item) < len(names):
+            classes.append(int(item))
+        elif item in names:
+            classes.append(names.index(item))
+        else:
+            raise EvaluationError(f"--eval_classes: unknown class {item!r}; valid: {', '.join(names)} or 0..18")
+    return classes
+
+
+def parse_size(text: str, flag: str) -> tuple[int, int]:
+    try:
+        height, width = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise EvaluationError(f"{flag}={text}: expected HxW") from None
+    return height, width
+
+
 def model_input_size(flag: str, info: dict, label_size) -> tuple[int, int]:
     """The label size fed to a model: its training size, the label size, or ``HxW``."""
     if flag == "train":
         return tuple(info.get("training_size") or label_size)
     if flag == "label":
         return tuple(label_size)
-    try:
-        height, width = (int(part) for part in flag.lower().split("x"))
-    except ValueError:
-        raise EvaluationError(f"--input_size={flag}: expected train, label or HxW") from None
-    return height, width
+    return parse_size(flag, "--input_size (train, label or HxW)")
 
 
 def _metric(name: str, photos, real):

@@ -121,5 +121,12 @@ def define_evaluate_flags():
     flags.DEFINE_string("input_size", "train", "Label size fed to each model: train (its own training "
                         "size, e.g. 256x256 for pix2pix, as each paper evaluated), label (the data's size) "
                         "or HxW; outputs are resized back to the label size for scoring.")
+    flags.DEFINE_string("scoring_size", "label", "Resolution of segmentation scoring: label (outputs resized "
+                        "to the label size, pix2pix's FCN-score protocol) or HxW (labels nearest, photos "
+                        "bilinear).")
+    flags.DEFINE_string("eval_classes", "", "Classes averaged in class accuracy and mIoU: empty for the 19 "
+                        "Cityscapes train classes, or names / trainIds, comma-separated.")
+    flags.DEFINE_integer("ignore_label", 255, "Label id left out of segmentation scoring (Cityscapes "
+                         "classes outside the evaluated 19 map to it).", lower_bound=19)
     flags.DEFINE_integer("kid_subset_size", 1000, "KID subset size (capped by the number of examples).",
                          lower_bound=2)
