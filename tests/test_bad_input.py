@@ -183,3 +183,11 @@ def test_photo_input_model_on_label_only_data_names_the_dataset(tmp_path, run_cl
                      f"--train_data={data}", "--hparams=label_input=image", "--train_steps=1", check=False)
     assert result.returncode != 0
     assert "dataset.json" in result.stderr and "target photos" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["tfsynth.train", "tfsynth.export", "tfsynth.infer", "tfsynth.evaluate",
+                                     "tfsynth.bench", "tools/build_tfrecords.py"])
+def test_every_command_lists_its_flags_with_help_and_exits_zero(run_cli, command):
+    result = run_cli(command, "--help", check=False)
+    assert result.returncode == 0
+    assert "--" in result.stdout + result.stderr and "flags" in (result.stdout + result.stderr).lower()

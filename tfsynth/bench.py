@@ -23,7 +23,7 @@ import statistics
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
 from tfsynth import flags as tfsynth_flags
 
@@ -207,7 +207,7 @@ def _device_name() -> str:
 
 
 def run():
-    app.run(main)
+    tfsynth_flags.run_command(main)
 
 
 if __name__ == "__main__":

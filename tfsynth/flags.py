@@ -20,12 +20,26 @@ FLAGS = flags.FLAGS
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def run_command(main, define_flags, required: tuple[str, ...] = ()) -> None:
+_HELP_ARGS = {"-h", "-?", "-help", "--help", "-helpshort", "--helpshort", "-helpfull", "--helpfull"}
+
+
+def parse_flags(argv):
+    """absl's parser, except that asking for help exits 0 (absl exits 1 after printing it)."""
+    try:
+        return app.parse_flags_with_usage(argv)
+    except SystemExit as error:
+        if error.code == 1 and _HELP_ARGS.intersection(argv[1:]):
+            raise SystemExit(0) from None
+        raise
+
+
+def run_command(main, define_flags=None, required: tuple[str, ...] = ()) -> None:
     """Defines a command's flags, marks the required ones, and runs ``main`` under absl."""
-    define_flags()
+    if define_flags is not None:
+        define_flags()
     for name in required:
         flags.mark_flag_as_required(name)
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
 
 
 def _once(define):

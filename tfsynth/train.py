@@ -20,8 +20,7 @@ def main(argv):
 
 
 def run():
-    flags.mark_flag_as_required("model_dir")
-    app.run(main)
+    tfsynth_flags.run_command(main, required=("model_dir",))
 
 
 if __name__ == "__main__":

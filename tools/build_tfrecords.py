@@ -43,6 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # noqa: E402
 
 from tfsynth.data import sources  # noqa: E402  (numpy and Pillow only: --help stays fast)
+from tfsynth import flags as tfsynth_flags  # noqa: E402
 
 DEFAULT_SYNTHETIC_SIZE = (256, 512)
 
@@ -189,19 +190,6 @@ def _convert():
         extra_info=extra_info)
 
 
-_HELP_ARGS = {"-h", "-?", "-help", "--help", "-helpshort", "--helpshort", "-helpfull", "--helpfull"}
-
-
-def _parse_flags(argv):
-    """absl's parser, except that asking for help exits 0 (absl exits 1 after printing it)."""
-    try:
-        return app.parse_flags_with_usage(argv)
-    except SystemExit as error:
-        if error.code == 1 and _HELP_ARGS.intersection(argv[1:]):
-            raise SystemExit(0) from None
-        raise
-
-
 def main(argv):
     try:
         if len(argv) > 1:
@@ -218,4 +206,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=tfsynth_flags.parse_flags)
