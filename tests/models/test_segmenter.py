@@ -28,7 +28,7 @@ def test_masked_cross_entropy_ignores_255_pixels():
 def test_train_ids_follow_the_official_table():
     model = Segmenter(TINY)
     # road 7 -> 0, car 26 -> 13, polegroup 18 -> ignored, license plate 34 -> ignored
-    ids = model.train_ids(tf.constant([7, 26, 18, 34, 0], tf.uint8)).numpy().tolist()
+    ids = model.label_ids(tf.constant([7, 26, 18, 34, 0], tf.uint8)).numpy().tolist()
     assert ids == [0, 13, 255, 255, 255]
 
 

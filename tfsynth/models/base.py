@@ -66,6 +66,8 @@ class SynthesisModel(keras.Model):
     config_class: type = None
     #: "label_to_image", "image_to_image" or "unconditional": selects the export signatures.
     export_kind: str = "label_to_image"
+    #: The label space the networks consume, when it differs by family (CRN: cityscapes20).
+    label_space: str | None = None
     #: What the model reads from each record besides ``image``.
     uses_label: bool = True
     uses_instance: bool = False
@@ -76,6 +78,11 @@ class SynthesisModel(keras.Model):
         self.config = config
         self.source_label_space = source_label_space
         self.networks: dict[str, keras.Model] = {}
+        if self.label_space:
+            from tfsynth.data import labels
+
+            self.num_classes = labels.get_label_space(self.label_space).num_classes
+            self.label_lut = tf.constant(labels.mapping_table(source_label_space, self.label_space))
         self._gradient_fn = self._compute_gradients
         # fit() never calls the model, so Keras would consider it unbuilt.
         self.built = True
@@ -123,6 +130,10 @@ class SynthesisModel(keras.Model):
     def sample_columns(self, batch: dict) -> list:
         """uint8 [B, H, W, 3] tensors tiled left to right in the sample grid."""
         raise NotImplementedError
+
+    def label_ids(self, source_ids):
+        """Ids in the data's label space -> ids in the model's ``label_space`` (one table lookup)."""
+        return tf.gather(self.label_lut, tf.cast(source_ids, tf.int32))
 
     def input_splits(self, split: str) -> dict[str, str]:
         """Which dataset split feeds each input stream.

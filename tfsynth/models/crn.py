@@ -174,8 +174,6 @@ class CRN(SynthesisModel):
 
     def __init__(self, config: CRNConfig, source_label_space: str = "cityscapes35", **kwargs):
         super().__init__(config, source_label_space, **kwargs)
-        self.num_classes = labels.get_label_space(self.label_space).num_classes
-        self.label_lut = tf.constant(labels.mapping_table(source_label_space, self.label_space))
         self.palette = tf.constant(labels.get_label_space(self.label_space).palette())
         self.generator = build_generator(config, self.num_classes)
         self.networks = {"generator": self.generator}
@@ -205,10 +203,6 @@ class CRN(SynthesisModel):
             if (module_height(layer.name) or 0) >= self.config.trainable_from_height
             for variable in layer.trainable_variables
         ]
-
-    def label_ids(self, source_ids):
-        """Source-space ids -> this model's ids (CRN's colour-based 20-class mapping)."""
-        return tf.gather(self.label_lut, tf.cast(source_ids, tf.int32))
 
     def generate(self, inputs, training: bool = False):
         one_hot = tf.one_hot(tf.cast(self.label_ids(inputs["label"]), tf.int32), self.num_classes)

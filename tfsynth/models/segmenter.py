@@ -97,8 +97,6 @@ class Segmenter(SynthesisModel):
     def __init__(self, config: SegmenterConfig, source_label_space: str = "cityscapes35", **kwargs):
         super().__init__(config, source_label_space, **kwargs)
         space = labels.get_label_space(self.label_space)
-        self.num_classes = space.num_classes
-        self.label_lut = tf.constant(labels.mapping_table(source_label_space, self.label_space))
         # Ignored pixels (255) are drawn black in grids.
         self.palette = tf.constant(labels.colorize(tf.range(256).numpy(), space))
         self.segmenter = build_segmenter(config, self.num_classes)
@@ -120,9 +118,6 @@ class Segmenter(SynthesisModel):
         return [OptimizerGroup("cross_entropy", keras.optimizers.Adam(self.config.learning_rate),
                                lambda: self.segmenter.trainable_variables)]
 
-    def train_ids(self, source_ids):
-        return tf.gather(self.label_lut, tf.cast(source_ids, tf.int32))
-
     def segment(self, images, training: bool = False):
         """uint8 photos [N, H, W, 3] -> trainIds uint8 [N, H, W]."""
         logits = self.segmenter(tf.cast(images, tf.float32), training=training)
@@ -130,7 +125,7 @@ class Segmenter(SynthesisModel):
 
     def compute_losses(self, batch, training=True):
         logits = self.segmenter(tf.cast(batch["image"], tf.float32), training=training)
-        train_ids = self.train_ids(batch["label"])
+        train_ids = self.label_ids(batch["label"])
         predictions = tf.cast(tf.argmax(logits, axis=-1), tf.uint8)
         valid = tf.not_equal(train_ids, labels.IGNORE_ID)
         correct = tf.logical_and(valid, tf.equal(predictions, train_ids))
@@ -145,5 +140,5 @@ class Segmenter(SynthesisModel):
 
     def sample_columns(self, batch):
         ids = tf.cast(self.segment(batch["image"]), tf.int32)
-        truth = tf.cast(self.train_ids(batch["label"]), tf.int32)
+        truth = tf.cast(self.label_ids(batch["label"]), tf.int32)
         return [tf.cast(batch["image"], tf.uint8), tf.gather(self.palette, ids), tf.gather(self.palette, truth)]
