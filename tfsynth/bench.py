@@ -96,6 +96,16 @@ def measure_peak_gflops(size: int = 2048, repeats: int = 7) -> float:
     return 2 * size**3 / best / 1e9
 
 
+def serving_inputs(endpoint, size) -> dict:
+    """A batch of one for ``endpoint``'s required inputs, its output at ``size``."""
+    import tensorflow as tf
+
+    height, width = (s // endpoint.scale for s in size)
+    shapes = {"label": [1, height, width], "instance": [1, height, width], "image": [1, height, width, 3],
+              "seed": [1]}
+    return {spec.name: tf.zeros(shapes[spec.kind], spec.dtype) for spec in endpoint.inputs if not spec.optional}
+
+
 def timed(function, steps: int, warmup: int) -> list[float]:
     for _ in range(warmup):
         _block(function())
@@ -118,7 +128,7 @@ def main(argv):
     import keras
     import tensorflow as tf
 
-    from tfsynth import distribute, registry, training
+    from tfsynth import distribute, registry, run_dir, training
     from tfsynth.data import pipelines, tfrecord
     from tfsynth.models.base import numeric
 
@@ -145,9 +155,10 @@ def main(argv):
     step = tf.function(model.train_step)
     print("timing the training step ...", flush=True)
     step_times = timed(lambda: step(batch), FLAGS.bench_steps, FLAGS.warmup_steps)
-    generate = tf.function(lambda b: model.generate(b))
-    single = tf.nest.map_structure(lambda value: value[:1], batch)
-    infer_times = timed(lambda: generate(single), FLAGS.bench_steps, 2)
+    endpoint, serve = model.endpoint()
+    serve = tf.function(serve)
+    inputs = serving_inputs(endpoint, model.training_size or (256, 256))
+    infer_times = timed(lambda: serve(**inputs), FLAGS.bench_steps, 2)
     print("timing the input pipeline ...", flush=True)
     iterator = iter(dataset)
     pipe_times = timed(lambda: next(iterator), FLAGS.pipeline_batches, 5)
@@ -188,8 +199,7 @@ def main(argv):
     out = FLAGS.bench_out or (os.path.join(FLAGS.model_dir, "bench.json") if FLAGS.model_dir else None)
     if out:
         os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-        with open(out, "w") as f:
-            json.dump(results, f, indent=2)
+        run_dir.write_json(out, results)
         print(f"wrote {out}")
     else:
         json.dump(results, sys.stdout, indent=2)

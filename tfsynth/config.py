@@ -42,10 +42,15 @@ def describe(config_class) -> str:
     )
 
 
-def parse_hparams(text: str) -> dict[str, str]:
-    """``"a=1,b=x"`` -> ``{"a": "1", "b": "x"}``; later keys win, like later flags."""
+def parse_hparams(texts: str | list[str]) -> dict[str, str]:
+    """``"a=1,b=x"`` -> ``{"a": "1", "b": "x"}``.
+
+    Several strings (``--hparams`` given in a flagfile and again on the command line) merge
+    left to right: later keys win, like later flags, and earlier keys stay.
+    """
     pairs = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
+    items = [part.strip() for text in ([texts] if isinstance(texts, str) else texts) for part in text.split(",")]
+    for item in filter(None, items):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise HParamsError(f"--hparams: expected key=value, got {item!r}")
@@ -76,3 +81,9 @@ def build_config(config_class, overrides: dict[str, str] | None = None, base: di
 
 def to_dict(config) -> dict:
     return dataclasses.asdict(config)
+
+
+def non_default_values(config) -> dict:
+    """The fields of ``config`` whose values differ from the dataclass defaults."""
+    return {field.name: getattr(config, field.name) for field in dataclasses.fields(config)
+            if field.default is not dataclasses.MISSING and getattr(config, field.name) != field.default}

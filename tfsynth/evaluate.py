@@ -1,21 +1,24 @@
-"""Evaluate and compare exported label -> image models on one dataset.
+"""Evaluate and compare exported image-synthesis models on one dataset.
 
     python -m tfsynth.evaluate --saved_model=runs/crn/export/1 --eval_data=DATA --out=eval/crn
     python -m tfsynth.evaluate --saved_model=crn:S1,pix2pix:S2 --eval_data=DATA --out=eval/cmp \\
         --segmenter=runs/segmenter/export/1 --inception=keras
 
-Every model runs on the same examples. Per model: the segmentation score of its outputs (pixel
-accuracy, mean class accuracy and mean IoU over the 19 Cityscapes train classes, ignore label
-honoured; FCN-score protocol: outputs resized to the label size, bilinear, before segmenting),
-FID and KID on Inception pool features, PSNR and SSIM against the paired real photo, and for
-multi-output models (CRN) the diversity of their outputs in pixels and in VGG features. The real
-photos are scored as the oracle row. Writes ``report.json``, ``report.md`` and ``grid.png``
-(label | real | each model) for a fixed set of examples.
+Every model runs on the same examples, fed from each record as its export declares
+(``tfsynth_export.json``: which record field feeds each input, what the output should
+reproduce). Per model, what applies to it: the segmentation score of its outputs when they depict
+the input labels (pixel accuracy, mean class accuracy and mean IoU over the 19 Cityscapes train
+classes, ignore label honoured; FCN-score protocol: outputs resized to the label size, bilinear,
+before segmenting), FID and KID on Inception pool features (any image model), PSNR and SSIM
+against the paired target when there is one, and for multi-output models (CRN) the diversity of
+their outputs in pixels and in VGG features. What did not apply is listed, with the reason, in
+the report's ``meta.skipped``. With a segmenter the real photos are scored as the oracle row.
+Writes ``report.json``, ``report.md`` and ``grid.png`` (label | real | each model) for a fixed
+set of examples.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -45,55 +48,90 @@ def parse_models(text: str) -> list[tuple[str, str]]:
     return models
 
 
-def load_export(path: str, expected_kind: str):
-    import tensorflow as tf
+class Export:
+    """One export under evaluation: its default endpoint, what applies to it, and its scores."""
 
-    info_path = os.path.join(path, "tfsynth_export.json")
-    if not os.path.exists(info_path):
-        raise EvaluationError(f"{info_path} not found: not a tfsynth export")
-    with open(info_path) as f:
-        info = json.load(f)
-    if info["kind"] != expected_kind:
-        raise EvaluationError(f"{path} is a {info['kind']} export; {expected_kind} is needed here")
-    return tf.saved_model.load(path).signatures["serving_default"], info
+    def __init__(self, name: str, path: str, split, *, segmenter: bool, inception: bool, ignore_label: int):
+        import tensorflow as tf
 
-
-class ModelScores:
-    """Streaming metrics of one source of photos (a model, or the real images)."""
-
-    def __init__(self, name: str, *, with_pairs: bool, vgg=None, ignore_label: int = 255):
+        from tfsynth import run_dir
         from tfsynth.metrics import image_quality, segmentation
-        from tfsynth.metrics.diversity import DiversityAccumulator
 
-        self.name = name
+        self.name, self.path = name, path
+        self.info = run_dir.read_export_info(path)
+        self.endpoint = self.info["endpoints"][0]
+        if "image" not in self.endpoint.outputs:
+            raise EvaluationError(f"{path} outputs {', '.join(self.endpoint.outputs)}, not images: "
+                                  "nothing here scores it (a segmenter is passed with --segmenter)")
+        fields = record_fields(split)
+        needs = {spec.source for spec in self.endpoint.inputs} - {"index"}
+        needs = {"label" if source == "label_color" else source for source in needs}
+        missing = sorted(needs - fields)
+        if missing:
+            raise EvaluationError(f"{path} reads {', '.join(missing)} from each example, which "
+                                  f"{split.data_dir} [{split.name}] does not hold")
+        if "label" in needs and self.info["label_space"] != split.label_space:
+            raise EvaluationError(f"{path} reads {self.info['label_space']} labels but {split.data_dir} "
+                                  f"holds {split.label_space}")
+        # What applies, and why not where it does not.
+        self.skipped = {}
+        reference = self.endpoint.reference
+        if not self.endpoint.conditioned_on_labels or "label" not in fields:
+            self.skipped["segmentation"] = "the outputs do not depict a label map of the data"
+        elif not segmenter:
+            self.skipped["segmentation"] = "no --segmenter given"
+        if not inception:
+            self.skipped["fid_kid"] = "no Inception features (see meta.feature_extractor)"
+        reference_field = "label" if reference == "label_color" else reference
+        if reference is None or reference_field not in fields:
+            self.skipped["psnr_ssim"] = ("no paired target: the model is unpaired or unconditional"
+                                         if reference is None else f"the data holds no {reference}")
+        if "images" not in self.endpoint.outputs or self.info["num_outputs"] < 2:
+            self.skipped["diversity"] = "a single output per input"
+        self.signature = tf.saved_model.load(path).signatures[self.endpoint.name]
         self.confusion = segmentation.ConfusionMatrix(segmentation.NUM_TRAIN_CLASSES, ignore_label)
-        self.psnr = image_quality.MeanMetric("psnr") if with_pairs else None
-        self.ssim = image_quality.MeanMetric("ssim") if with_pairs else None
-        self.diversity = DiversityAccumulator(vgg)
+        self.psnr = image_quality.MeanMetric("psnr")
+        self.ssim = image_quality.MeanMetric("ssim")
+        self.diversity = None  # a DiversityAccumulator, once the VGG features are chosen
         self.features = []
         self.seconds = 0.0
 
-    def row(self, real_features, kid_subset_size: int, classes: list[int], class_names) -> dict:
-        from tfsynth.metrics import fid, segmentation
+    def applies(self, metric: str) -> bool:
+        return metric not in self.skipped
 
+    def inputs(self, batch: dict, flag: str, first_index: int) -> dict:
+        """The endpoint's inputs from a batch of records, spatial ones at the model's input size."""
+        import tensorflow as tf
+
+        from tfsynth.models.base import record_source
+
+        size = model_input_size(flag, self.info, batch["image"].shape[1:3])
+        inputs = {}
+        for spec in self.endpoint.inputs:
+            value = record_source(batch, spec.source, self.info["label_space"])
+            if spec.source == "index":
+                value = value + first_index
+            elif spec.kind in ("label", "instance"):
+                value = tf.image.resize(value[..., None], size, method="nearest")[..., 0]
+            elif spec.kind == "image":
+                value = tf.cast(tf.clip_by_value(tf.round(tf.image.resize(tf.cast(value, tf.float32), size)),
+                                                 0, 255), tf.uint8)
+            inputs[spec.name] = tf.cast(value, spec.dtype)
+        return inputs
+
+    def row(self, real_features, kid_subset_size: int, classes: list[int], class_names) -> dict:
         row = {"model": self.name}
-        if self.confusion.matrix.sum():
-            scores = segmentation.scores(self.confusion.matrix)
-            row["pixel_accuracy"] = scores["pixel_accuracy"]
-            # Class means over the evaluated classes only (the papers' protocols differ here).
-            for mean_key, per_class_key in (("mean_class_accuracy", "per_class_accuracy"),
-                                            ("mean_iou", "per_class_iou")):
-                values = np.array([scores[per_class_key][c] for c in classes], np.float64)
-                row[mean_key] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
-            row["per_class_iou"] = {class_names[c]: scores["per_class_iou"][c] for c in classes}
+        row.update(confusion_scores(self.confusion.matrix, classes, class_names))
         if self.features and real_features is not None:
+            from tfsynth.metrics import fid
+
             features = np.concatenate(self.features)
             row["fid"] = fid.fid_from_features(features, real_features)
             kid = fid.kernel_inception_distance(features, real_features, subset_size=kid_subset_size)
             row["kid_mean"], row["kid_std"] = kid.mean, kid.std
-        if self.psnr is not None:
+        if self.applies("psnr_ssim"):
             row["psnr"], row["ssim"] = self.psnr.result(), self.ssim.result()
-        result = self.diversity.result()
+        result = self.diversity.result() if self.diversity is not None else {"applicable": False}
         if result["applicable"]:
             row["diversity_pixel_l1"] = result["diversity_pixel_l1"]
             if "diversity_vgg_l1" in result:
@@ -103,6 +141,52 @@ class ModelScores:
         return row
 
 
+def confusion_scores(matrix, classes: list[int], class_names) -> dict:
+    """Pixel accuracy, and class accuracy and IoU averaged over the evaluated classes only (the
+    papers' protocols differ here); nothing when nothing was segmented."""
+    from tfsynth.metrics import segmentation
+
+    if not matrix.sum():
+        return {}
+    scores = segmentation.scores(matrix)
+    row = {"pixel_accuracy": scores["pixel_accuracy"]}
+    for mean_key, per_class_key in (("mean_class_accuracy", "per_class_accuracy"), ("mean_iou", "per_class_iou")):
+        values = np.array([scores[per_class_key][c] for c in classes], np.float64)
+        row[mean_key] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+    row["per_class_iou"] = {class_names[c]: scores["per_class_iou"][c] for c in classes}
+    return row
+
+
+def record_fields(split) -> set[str]:
+    """The fields every record of ``split`` holds."""
+    fields = {"image"}
+    if split.label_space:
+        fields.add("label")
+    for field in ("instance", "target"):
+        if split.info.get(f"has_{field}"):
+            fields.add(field)
+    return fields
+
+
+def load_inception(flag: str):
+    """(extractor or None, description). ``auto`` takes cached or downloadable keras weights and
+    otherwise goes without, saying how to add them; any other source fails loudly."""
+    from tfsynth.metrics import fid
+
+    if flag == "none":
+        return None, "none (--inception=none)"
+    try:
+        extractor = fid.InceptionFeatures("keras" if flag == "auto" else flag)
+    except fid.MetricsWeightsError as error:
+        if flag != "auto":
+            raise EvaluationError(f"--inception={flag}: {error}") from None
+        notice = ("none: no Inception weights here (--inception=auto); for FID/KID run once with network "
+                  "access, or pass --inception=PATH (classify_image_graph_def.pb or the keras .h5)")
+        print(f"notice: FID/KID skipped: {notice}.\n{fid.howto()}", flush=True)
+        return None, notice
+    return extractor, extractor.description
+
+
 def evaluate(flags_values) -> str:
     import tensorflow as tf
 
@@ -110,80 +194,84 @@ def evaluate(flags_values) -> str:
     from tfsynth.metrics import report, segmentation
 
     start = time.time()
+    out = flags_values.out
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise EvaluationError(f"--out: {out} is a file, not a directory")
     models = parse_models(flags_values.saved_model)
     data_dir = pipelines.resolve_data_dir(flags_values.eval_data)
     split = pipelines.load_split(data_dir, flags_values.split)
     space = split.label_space
-    exports = {}
-    for name, path in models:
-        signature, info = load_export(path, "label_to_image")
-        if info["label_space"] != space:
-            raise EvaluationError(f"{path} reads {info['label_space']} labels but {data_dir} holds {space}")
-        exports[name] = (signature, info)
-    segmenter = load_export(flags_values.segmenter, "image_to_label")[0] if flags_values.segmenter else None
-    inception = None
-    if flags_values.inception != "none":
-        from tfsynth.metrics import fid
+    fields = record_fields(split)
+    segmenter = None
+    if flags_values.segmenter:
+        from tfsynth import run_dir
 
-        try:
-            inception = fid.InceptionFeatures(flags_values.inception)
-        except fid.MetricsWeightsError as error:
-            raise EvaluationError(f"--inception={flags_values.inception}: {error}") from None
+        segmenter_info = run_dir.read_export_info(flags_values.segmenter, flag="--segmenter")
+        if segmenter_info["endpoints"][0].outputs != ("label",):
+            raise EvaluationError(f"--segmenter: {flags_values.segmenter} does not output label maps")
+        segmenter = tf.saved_model.load(flags_values.segmenter).signatures["serving_default"]
+    inception, inception_text = load_inception(flags_values.inception)
+    exports = [Export(name, path, split, segmenter=segmenter is not None, inception=inception is not None,
+                      ignore_label=flags_values.ignore_label) for name, path in models]
     vgg = None
-    if any(info["num_outputs"] > 1 for _, info in exports.values()):
+    if any(export.applies("diversity") for export in exports):
+        from tfsynth.metrics.diversity import DiversityAccumulator
         from tfsynth.perceptual import VGGFeatures
 
         vgg = VGGFeatures(depth=19, layers=("conv1_2", "conv2_2", "conv3_2", "conv4_2", "conv5_2"),
                           weights=flags_values.vgg_weights)
+        for export in exports:
+            if export.applies("diversity"):
+                export.diversity = DiversityAccumulator(vgg)
 
-    to_train_ids = labels.mapping_table(space, "cityscapes19")
+    has_labels = "label" in fields
+    to_train_ids = labels.mapping_table(space, "cityscapes19") if has_labels else None
     classes = evaluated_classes(flags_values.eval_classes)
     scoring_size = None if flags_values.scoring_size == "label" else parse_size(flags_values.scoring_size,
                                                                                   "--scoring_size")
     ignore = flags_values.ignore_label
-    scores = {name: ModelScores(name, with_pairs=True, vgg=vgg, ignore_label=ignore) for name in exports}
-    oracle = ModelScores(report.ORACLE, with_pairs=False, ignore_label=ignore)
+    oracle = segmentation.ConfusionMatrix(segmentation.NUM_TRAIN_CLASSES, ignore)
     real_features, grid_columns = [], None
     total = split.count if not flags_values.num_examples else min(split.count, flags_values.num_examples)
     dataset = pipelines.make_dataset(split, batch_size=flags_values.batch_size, shuffle=False, repeat=False,
-                                     with_label=True, drop_remainder=False)
+                                     with_label=has_labels, with_target="target" in fields,
+                                     with_instance="instance" in fields, drop_remainder=False)
     seen = 0
     print(f"Evaluating {len(exports)} model(s) on {total} examples of {data_dir} [{split.name}]", flush=True)
     for batch in dataset:
         if seen >= total:
             break
         keep = min(total - seen, int(batch["image"].shape[0]))
-        label_ids = batch["label"][:keep]
-        real = batch["image"][:keep].numpy()
+        batch = {key: value[:keep] for key, value in batch.items()}
+        real = batch["image"].numpy()
         size = scoring_size or real.shape[1:3]
         real = segmentation.resize_for_scoring(real, size)
-        truth = to_train_ids[segmentation.resize_for_scoring(label_ids.numpy(), size)]
-        truth[truth == labels.IGNORE_ID] = ignore
-
-        def score_photos(target, photos):
+        truth = None
+        if has_labels:
+            truth = to_train_ids[segmentation.resize_for_scoring(batch["label"].numpy(), size)]
+            truth[truth == labels.IGNORE_ID] = ignore
             if segmenter is not None:
-                predicted = segmenter(image=tf.constant(photos))["label"].numpy()
-                target.confusion.update(truth, predicted)
-            if inception is not None and target is not oracle:
-                target.features.append(inception(photos))
-
-        score_photos(oracle, real)
+                oracle.update(truth, segmenter(image=tf.constant(real))["label"].numpy())
         if inception is not None:
             real_features.append(inception(real))
-        columns = [labels.colorize(segmentation.resize_for_scoring(label_ids.numpy(), size), space), real]
-        for name, (signature, info) in exports.items():
+        columns = ([labels.colorize(segmentation.resize_for_scoring(batch["label"].numpy(), size), space)]
+                   if has_labels else []) + [real]
+        for export in exports:
             model_start = time.time()
-            input_size = model_input_size(flags_values.input_size, info, label_ids.shape[1:3])
-            fed = tf.image.resize(label_ids[..., None], input_size, method="nearest")[..., 0]
-            outputs = signature(label=fed)
+            outputs = export.signature(**export.inputs(batch, flags_values.input_size, seen))
             photos = segmentation.resize_for_scoring(outputs["image"].numpy(), size)
-            target = scores[name]
-            score_photos(target, photos)
-            target.psnr.update(_metric("psnr", photos, real))
-            target.ssim.update(_metric("ssim", photos, real))
-            if "images" in outputs:
-                target.diversity.update(outputs["images"].numpy())
-            target.seconds += time.time() - model_start
+            if export.applies("segmentation"):
+                export.confusion.update(truth, segmenter(image=tf.constant(photos))["label"].numpy())
+            if inception is not None:
+                export.features.append(inception(photos))
+            if export.applies("psnr_ssim"):
+                reference = record_source_numpy(batch, export.endpoint.reference, space)
+                reference = segmentation.resize_for_scoring(reference, size)
+                export.psnr.update(_metric("psnr", photos, reference))
+                export.ssim.update(_metric("ssim", photos, reference))
+            if export.applies("diversity"):
+                export.diversity.update(outputs["images"].numpy())
+            export.seconds += time.time() - model_start
             columns.append(photos)
         if grid_columns is None:
             grid_columns = [column[: flags_values.grid_examples] for column in columns]
@@ -195,8 +283,9 @@ def evaluate(flags_values) -> str:
     real_features = np.concatenate(real_features) if real_features else None
     kid_subset = min(flags_values.kid_subset_size, seen)
     names = labels.cityscapes19().class_names
-    rows = ([scores[name].row(real_features, kid_subset, classes, names) for name in exports]
-            + [oracle.row(None, kid_subset, classes, names)])
+    rows = [export.row(real_features, kid_subset, classes, names) for export in exports]
+    if oracle.matrix.sum():
+        rows.append({"model": report.ORACLE, **confusion_scores(oracle.matrix, classes, names)})
     meta = {
         "data": data_dir, "split": split.name, "examples": seen, "label_space": space,
         "models": dict(models),
@@ -207,18 +296,25 @@ def evaluate(flags_values) -> str:
                                                                    flags_values.input_size),
                      "classes": [names[c] for c in classes], "ignore_label": ignore},
         "segmenter": flags_values.segmenter or "none (no segmentation scores)",
-        "feature_extractor": inception.description if inception is not None else "none (no FID/KID)",
+        "feature_extractor": inception_text,
+        "fid_samples": f"{seen} generated vs {seen} real images" if inception is not None else "n/a",
         "diversity_features": f"VGG-19, weights: {vgg.weights_source}" if vgg is not None else "n/a",
+        "skipped": {export.name: export.skipped for export in exports if export.skipped},
         "wall_time_s": round(time.time() - start, 1),
     }
-    os.makedirs(flags_values.out, exist_ok=True)
-    json_path, md_path = report.write_report(flags_values.out, rows, meta)
-    grid_path = os.path.join(flags_values.out, "grid.png")
+    json_path, md_path = report.write_report(out, rows, meta)
+    grid_path = os.path.join(out, "grid.png")
     report.write_image_grid(grid_path, grid_columns)
     with open(md_path) as f:
         print(f.read())
     print(f"Wrote {json_path}, {md_path}, {grid_path}")
     return md_path
+
+
+def record_source_numpy(batch: dict, source: str, label_space: str) -> np.ndarray:
+    from tfsynth.models.base import record_source
+
+    return np.asarray(record_source(batch, source, label_space))
 
 
 def evaluated_classes(flag: str) -> list[int]:
@@ -266,7 +362,7 @@ def main(argv):
     del argv
     try:
         evaluate(flags.FLAGS)
-    except ValueError as error:  # EvaluationError, DataError, ...: each names its flag or file
+    except ValueError as error:  # EvaluationError, DataError, RunDirError ...: each names its flag or file
         sys.exit(f"error: {error}")
 
 

@@ -1,210 +1,189 @@
-"""Export the generator as a TF Serving SavedModel: ``python -m tfsynth.export --model_dir=D``.
+"""Export the serving state as a TF Serving SavedModel: ``python -m tfsynth.export --model_dir=D``.
 
-The export holds the generator alone with pre- and post-processing in the graph
-(DESIGN.md section 2.6). For label -> image models (CRN, pix2pix on label maps):
+Every signature is derived from the family's declared endpoints (:mod:`tfsynth.endpoints`):
 
-* ``serving_default``: ``label`` uint8 [N, H, W] ids in the training data's label space ->
-  ``image`` uint8 [N, H, W, 3], plus ``images`` uint8 [N, K, H, W, 3] for multi-output models;
-* ``predict_png``: ``label_png_bytes`` string [N] -> ``image_png_bytes`` string [N] (TF Serving's
-  REST API base64-encodes outputs whose names end in ``_bytes``).
+* one signature per endpoint, named after it (the first is also ``serving_default``), taking
+  the declared inputs by name (``label`` uint8 [N, H, W], ``image`` uint8 [N, H, W, 3],
+  ``instance`` int32 [N, H, W], ``seed`` int64 [N] ...) and returning the declared outputs as
+  uint8 (``image`` [N, H', W', 3], ``images`` [N, K, H', W', 3], ``label`` [N, H, W]);
+* an endpoint with optional inputs gets a second signature without them,
+  ``<name>_without_<input>``;
+* ``predict_png`` for the first endpoint that reads one file: ``<input>_png_bytes`` string [N]
+  -> ``<output>_png_bytes`` string [N] (TF Serving's REST API base64-encodes outputs whose names
+  end in ``_bytes``).
 
-For image -> image models (CycleGAN: ``a_to_b`` and ``b_to_a``; pix2pix on photo pairs), one
-signature per direction, ``image`` uint8 [N, H, W, 3] -> ``image`` uint8, the first also as
-``serving_default``, and ``predict_png`` (``image_png_bytes`` -> ``image_png_bytes``).
-
-For segmenters, ``serving_default`` maps ``image`` uint8 [N, H, W, 3] to ``label`` uint8
-[N, H, W] (trainIds) and ``predict_png`` PNG photos to 8-bit id PNGs.
-
-Out-of-range ids, sizes above the recorded maximum and sizes the architecture cannot take fail
-with INVALID_ARGUMENT.
+Inputs are checked in the graph before any work: ids outside the label space, sizes whose
+output would exceed ``max_size``, sizes the architecture cannot take, and instance maps of
+another size than their label map fail with INVALID_ARGUMENT. The SavedModel holds the model's
+serving state alone (``serving_state_keys``: generators, EMA weights, cluster centres), never
+discriminators, image pools or optimizer slots, and ``tfsynth_export.json`` records the
+declaration that ``infer`` and ``evaluate`` read back. The export is written to a temporary
+folder beside its version folder and renamed when complete, so TF Serving never sees half of it.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
+import shutil
 import sys
 
 from absl import flags
 
 from tfsynth import flags as tfsynth_flags
-
-EXPORT_INFO = "tfsynth_export.json"
-
-
-def next_version_dir(model_dir: str) -> str:
-    """``model_dir/export/<n+1>``: TF Serving serves the highest integer version."""
-    root = os.path.join(model_dir, "export")
-    versions = [int(name) for name in os.listdir(root) if re.fullmatch(r"\d+", name)] if os.path.isdir(root) else []
-    return os.path.join(root, str(max(versions, default=0) + 1))
+from tfsynth import run_dir
 
 
-def _to_uint8(images):
+def _uint8(name: str, tensor):
     import tensorflow as tf
 
-    return tf.cast(tf.clip_by_value(tf.round(images), 0, 255), tf.uint8)
+    if name == "label":
+        return tf.cast(tensor, tf.uint8)
+    return tf.cast(tf.clip_by_value(tf.round(tensor), 0, 255), tf.uint8)
 
 
-def _check_label_input(model, label, max_size: int):
+def input_checks(model, endpoint, inputs: dict, max_size: int) -> list:
+    """Graph assertions on an endpoint's inputs (INVALID_ARGUMENT with a message naming them)."""
     import tensorflow as tf
 
     from tfsynth.data import labels
 
-    num_classes = labels.get_label_space(model.source_label_space).num_classes
-    height, width = tf.shape(label)[1], tf.shape(label)[2]
-    multiple = model.size_multiple
-    return [
-        tf.debugging.assert_less(tf.reduce_max(tf.cast(label, tf.int32)), num_classes,
-                                 message=f"label id outside {model.source_label_space} (0..{num_classes - 1})"),
-        tf.debugging.assert_less_equal(tf.maximum(height, width), max_size,
-                                       message=f"label larger than the export's max_size {max_size}"),
+    checks = []
+    for spec in endpoint.inputs:
+        if spec.kind == "label" and spec.name in inputs:
+            num_classes = labels.get_label_space(model.source_label_space).num_classes
+            checks.append(tf.debugging.assert_less(
+                tf.reduce_max(tf.cast(inputs[spec.name], tf.int32)), num_classes,
+                message=f"{spec.name} id outside {model.source_label_space} (0..{num_classes - 1})"))
+    spatial = endpoint.spatial_input
+    if spatial is None:
+        return checks
+    value = inputs[spatial.name]
+    height, width = tf.shape(value)[1], tf.shape(value)[2]
+    multiple, scale = model.size_multiple, endpoint.scale
+    largest = max_size // scale
+    too_large = (f"{spatial.name} larger than the export's max_size {max_size}" if scale == 1 else
+                 f"{spatial.name} larger than {largest}: x{scale} would exceed the export's max_size {max_size}")
+    checks += [
+        tf.debugging.assert_less_equal(tf.maximum(height, width), largest, message=too_large),
         tf.debugging.assert_equal(tf.stack([height % multiple, width % multiple]), 0,
-                                  message=f"label height and width must be multiples of {multiple}"),
+                                  message=f"{spatial.name} height and width must be multiples of {multiple}"),
     ]
+    for spec in endpoint.inputs:
+        if spec.kind in ("label", "instance", "image") and spec is not spatial and spec.name in inputs:
+            checks.append(tf.debugging.assert_equal(
+                tf.shape(inputs[spec.name])[:3], tf.shape(value)[:3],
+                message=f"{spec.name} must have the batch size, height and width of {spatial.name}"))
+    return checks
 
 
-def label_to_image_endpoints(model, max_size: int) -> dict:
-    """The two signatures of a label -> image model, as (function, input signature) pairs."""
+def serving_function(model, endpoint, function, input_names, max_size: int):
+    """The signature's function: checks, then the family's function, then uint8 outputs."""
     import tensorflow as tf
 
-    multi_output = model.num_outputs > 1
+    def serve(*values):
+        inputs = dict(zip(input_names, values))
+        with tf.control_dependencies(input_checks(model, endpoint, inputs, max_size)):
+            outputs = function(**{name: tf.identity(value) for name, value in inputs.items()})
+        return {name: _uint8(name, outputs[name]) for name in endpoint.outputs}
 
-    def serving_default(label):
-        with tf.control_dependencies(_check_label_input(model, label, max_size)):
-            images = _to_uint8(model.generate({"label": label}))
-        outputs = {"image": images[:, 0]}
-        if multi_output:
-            outputs["images"] = images
-        return outputs
-
-    def predict_png(label_png_bytes):
-        def one(png):
-            label = tf.io.decode_png(png, channels=1)[None, ..., 0]
-            with tf.control_dependencies(_check_label_input(model, label, max_size)):
-                image = _to_uint8(model.generate({"label": label}))[0, 0]
-            return tf.io.encode_png(image)
-
-        encoded = tf.map_fn(one, label_png_bytes, fn_output_signature=tf.TensorSpec([], tf.string))
-        return {"image_png_bytes": encoded}
-
-    return {
-        "serving_default": (serving_default, [tf.TensorSpec([None, None, None], tf.uint8, name="label")]),
-        "predict_png": (predict_png, [tf.TensorSpec([None], tf.string, name="label_png_bytes")]),
-    }
+    return serve
 
 
-def _check_image_input(model, image, max_size: int):
+def png_function(model, endpoint, function, max_size: int):
+    """``predict_png``: PNG bytes of the endpoint's one file input -> PNG bytes of its first output."""
     import tensorflow as tf
 
-    height, width = tf.shape(image)[1], tf.shape(image)[2]
-    multiple = model.size_multiple
-    return [
-        tf.debugging.assert_less_equal(tf.maximum(height, width), max_size,
-                                       message=f"image larger than the export's max_size {max_size}"),
-        tf.debugging.assert_equal(tf.stack([height % multiple, width % multiple]), 0,
-                                  message=f"image height and width must be multiples of {multiple}"),
-    ]
+    spec = endpoint.png_input
+    output = endpoint.outputs[0]
+
+    def decode(png):
+        if spec.kind == "label":
+            return tf.io.decode_png(png, channels=1)[None, ..., 0]
+        return tf.io.decode_image(png, channels=3, expand_animations=False)[None]
+
+    def one(png):
+        inputs = {spec.name: decode(png)}
+        with tf.control_dependencies(input_checks(model, endpoint, inputs, max_size)):
+            result = _uint8(output, function(**{spec.name: tf.identity(inputs[spec.name])})[output])[0]
+        return tf.io.encode_png(result[..., None] if output == "label" else result)
+
+    def predict_png(png_bytes):
+        encoded = tf.map_fn(one, png_bytes, fn_output_signature=tf.TensorSpec([], tf.string))
+        return {f"{output}_png_bytes": encoded}
+
+    return predict_png, [tf.TensorSpec([None], tf.string, name=f"{spec.name}_png_bytes")]
 
 
-def image_to_image_endpoints(model, max_size: int) -> dict:
-    """One signature per translation the model names (the first is also ``serving_default``):
-    ``image`` uint8 [N, H, W, 3] -> ``image`` uint8 [N, H, W, 3]; plus ``predict_png`` for the
-    first: ``image_png_bytes`` string [N] -> ``image_png_bytes`` string [N]."""
+def signatures(model, max_size: int) -> dict:
+    """Every signature of ``model``'s export: name -> (function, input signature)."""
     import tensorflow as tf
 
-    def translation(name):
-        def translate(image):
-            with tf.control_dependencies(_check_image_input(model, image, max_size)):
-                return {"image": _to_uint8(model.translate(name, image))}
-        return translate
-
-    names = model.translation_names()
-
-    def predict_png(image_png_bytes):
-        def one(png):
-            image = tf.io.decode_image(png, channels=3, expand_animations=False)[None]
-            with tf.control_dependencies(_check_image_input(model, image, max_size)):
-                return tf.io.encode_png(_to_uint8(model.translate(names[0], image))[0])
-
-        return {"image_png_bytes": tf.map_fn(one, image_png_bytes,
-                                             fn_output_signature=tf.TensorSpec([], tf.string))}
-
-    image_spec = [tf.TensorSpec([None, None, None, 3], tf.uint8, name="image")]
-    endpoints = {name: (translation(name), image_spec) for name in names}
-    endpoints["serving_default"] = (translation(names[0]), image_spec)
-    endpoints["predict_png"] = (predict_png, [tf.TensorSpec([None], tf.string, name="image_png_bytes")])
-    return endpoints
-
-
-def image_to_label_endpoints(model, max_size: int) -> dict:
-    """Segmenters: ``image`` uint8 [N, H, W, 3] -> ``label`` uint8 [N, H, W] ids in the model's
-    label space; ``predict_png``: ``image_png_bytes`` -> ``label_png_bytes`` (8-bit id PNGs)."""
-    import tensorflow as tf
-
-    def serving_default(image):
-        with tf.control_dependencies(_check_image_input(model, image, max_size)):
-            return {"label": model.segment(image)}
-
-    def predict_png(image_png_bytes):
-        def one(png):
-            image = tf.io.decode_image(png, channels=3, expand_animations=False)[None]
-            with tf.control_dependencies(_check_image_input(model, image, max_size)):
-                return tf.io.encode_png(model.segment(image)[0, ..., None])
-
-        return {"label_png_bytes": tf.map_fn(one, image_png_bytes,
-                                             fn_output_signature=tf.TensorSpec([], tf.string))}
-
-    return {
-        "serving_default": (serving_default, [tf.TensorSpec([None, None, None, 3], tf.uint8, name="image")]),
-        "predict_png": (predict_png, [tf.TensorSpec([None], tf.string, name="image_png_bytes")]),
-    }
-
-
-ENDPOINTS = {"label_to_image": label_to_image_endpoints, "image_to_image": image_to_image_endpoints,
-             "image_to_label": image_to_label_endpoints}
+    result = {}
+    for index, (endpoint, function) in enumerate(model.serving_endpoints().items()):
+        variants = [(endpoint.name, endpoint.inputs)]
+        optional = [spec for spec in endpoint.inputs if spec.optional]
+        if optional:
+            variants.append((f"{endpoint.name}_without_{'_'.join(spec.name for spec in optional)}",
+                             tuple(spec for spec in endpoint.inputs if not spec.optional)))
+        for name, inputs in variants:
+            specs = [tf.TensorSpec(list(spec.shape), spec.dtype, name=spec.name) for spec in inputs]
+            serve = serving_function(model, endpoint, function, [spec.name for spec in inputs], max_size)
+            result[name] = (serve, specs)
+            if index == 0 and name == endpoint.name:
+                result["serving_default"] = (serve, specs)
+        if endpoint.png_input is not None and "predict_png" not in result:
+            result["predict_png"] = png_function(model, endpoint, function, max_size)
+    return result
 
 
 def export_model(model, export_dir: str, max_size: int = 2048, model_name: str | None = None) -> str:
-    """Writes ``model``'s generator with its signatures to ``export_dir``; returns the path."""
+    """Writes ``model``'s serving state with its signatures to ``export_dir``; returns the path.
+
+    Raises:
+      run_dir.RunDirError: ``export_dir`` exists already (an export is never overwritten).
+    """
     import keras
 
+    if os.path.exists(export_dir):
+        raise run_dir.RunDirError(f"--export_dir: {export_dir} exists already; exports are never overwritten")
+    parent = os.path.dirname(os.path.abspath(export_dir))
+    os.makedirs(parent, exist_ok=True)
+    partial = os.path.join(parent, f".{os.path.basename(export_dir)}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
     archive = keras.export.ExportArchive()
-    for network in model.networks.values():
-        archive.track(network)
-    for name, (function, signature) in ENDPOINTS[model.export_kind](model, max_size).items():
-        archive.add_endpoint(name, function, input_signature=signature)
-    archive.write_out(export_dir, verbose=False)
-    with open(os.path.join(export_dir, EXPORT_INFO), "w") as f:
-        json.dump({"model": model_name or type(model).__name__.lower(), "kind": model.export_kind,
-                   "output_label_space": getattr(model, "label_space", None),
-                   "signatures": sorted(ENDPOINTS[model.export_kind](model, max_size)),
-                   "label_space": model.source_label_space, "max_size": max_size,
-                   "size_multiple": model.size_multiple, "num_outputs": model.num_outputs,
-                   "training_size": model.training_size}, f, indent=2)
+    for state in model.serving_state().values():
+        archive.track(state)
+    served = signatures(model, max_size)
+    for name, (function, input_signature) in served.items():
+        archive.add_endpoint(name, function, input_signature=input_signature)
+    try:
+        archive.write_out(partial, verbose=False)
+        run_dir.write_json(os.path.join(partial, run_dir.EXPORT_INFO), {
+            "model": model_name or type(model).__name__.lower(),
+            "endpoints": [endpoint.to_json() for endpoint in model.serving_endpoints()],
+            "signatures": sorted(served),
+            "label_space": model.source_label_space,
+            "output_label_space": model.label_space,
+            "max_size": max_size,
+            "size_multiple": model.size_multiple,
+            "num_outputs": model.num_outputs,
+            "training_size": model.training_size,
+        })
+        os.rename(partial, export_dir)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return export_dir
-
-
-def load_trained_model(model_dir: str):
-    """Rebuilds the model described by ``model_dir/config.json`` and restores its networks."""
-    import tensorflow as tf
-
-    from tfsynth import training
-
-    model, name, latest = training.rebuild_run_model(model_dir)
-    tf.train.Checkpoint(**model.networks).restore(latest).expect_partial().assert_existing_objects_matched()
-    return model, name
 
 
 def main(argv):
     del argv
     flags_values = flags.FLAGS
     try:
-        model, name = load_trained_model(flags_values.model_dir)
+        model, name = run_dir.load_model(flags_values.model_dir, purpose="serving")
+        path = export_model(model, flags_values.export_dir or run_dir.next_export_dir(flags_values.model_dir),
+                            flags_values.max_size, model_name=name)
     except ValueError as error:
         sys.exit(f"error: {error}")
-    path = export_model(model, flags_values.export_dir or next_version_dir(flags_values.model_dir),
-                        flags_values.max_size, model_name=name)
     print(f"Exported SavedModel: {path}")
 
 

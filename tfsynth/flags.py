@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from tfsynth import registry
 
@@ -26,11 +26,16 @@ _HELP_ARGS = {"-h", "-?", "-help", "--help", "-helpshort", "--helpshort", "-help
 def parse_flags(argv):
     """absl's parser, except that asking for help exits 0 (absl exits 1 after printing it)."""
     try:
-        return app.parse_flags_with_usage(argv)
+        remaining = app.parse_flags_with_usage(argv)
     except SystemExit as error:
         if error.code == 1 and _HELP_ARGS.intersection(argv[1:]):
             raise SystemExit(0) from None
         raise
+    # Commands print their own progress and results; TensorFlow's INFO lines (signature renaming,
+    # sharding callbacks ...) appear only when asked for with --verbosity=1 or higher.
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+    return remaining
 
 
 def run_command(main, define_flags=None, required: tuple[str, ...] = ()) -> None:
@@ -82,7 +87,9 @@ def define_runtime_flags():
     flags.DEFINE_integer("image_every", 500, "Steps between image grids (TensorBoard and samples/).", lower_bound=1)
     flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints.", lower_bound=1)
     flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept.", lower_bound=1)
-    flags.DEFINE_string("hparams", "", "Model hyper-parameters, key=value,... (strict: unknown keys fail).")
+    flags.DEFINE_multi_string("hparams", [], "Model hyper-parameters, key=value,... (strict: unknown keys "
+                              "fail). Repeatable: a flagfile's and the command line's merge left to right, "
+                              "later keys win.")
     flags.DEFINE_string("vgg_weights", None,
                         "Perceptual network weights for models that have one: imagenet | auto | random | "
                         "PATH (MatConvNet imagenet-vgg-verydeep-19.mat or keras *_notop.h5). Same as "
@@ -109,10 +116,18 @@ def define_export_flags():
 @_once
 def define_infer_flags():
     flags.DEFINE_string("saved_model", None, "Exported SavedModel directory (export/<version>).")
-    flags.DEFINE_string("input", None, "A label PNG, or a directory of them.")
+    flags.DEFINE_string("input", None, "A label PNG or photo, or a directory of them (what the export's "
+                        "endpoint reads).")
+    flags.DEFINE_string("instance", None, "Instance-id PNGs (a file, or a directory with the stems of "
+                        "--input) for exports that read instance maps.")
+    flags.DEFINE_integer("num_samples", 0, "Unconditional exports: images to draw.", lower_bound=0)
+    flags.DEFINE_integer("seed", 0, "Unconditional exports: the first seed (then seed + 1, ...).")
     flags.DEFINE_string("output", None, "Directory for the generated PNGs.")
-    flags.DEFINE_bool("all_outputs", False, "Also write every one of a multi-output model's images.")
-    flags.DEFINE_string("signature", "serving_default", "Signature to run (e.g. a_to_b / b_to_a for CycleGAN).")
+    flags.DEFINE_string("signature", "serving_default", "Endpoint to run (e.g. a_to_b / b_to_a for CycleGAN).")
+    flags.DEFINE_enum("fit", "pad", ["pad", "resize", "error"], "Inputs whose size the architecture cannot "
+                      "take: pad by reflection to the next multiple and crop the output back, resize there "
+                      "and back, or refuse.")
+    flags.DEFINE_bool("overwrite", False, "Replace outputs that exist already.")
 
 
 @_once
@@ -124,9 +139,11 @@ def define_evaluate_flags():
     flags.DEFINE_string("out", None, "Directory for report.json, report.md and grid.png.")
     flags.DEFINE_string("segmenter", None, "Segmenter export (image -> trainIds), e.g. one trained with "
                         "--model=segmenter; without it no segmentation scores.")
-    flags.DEFINE_string("inception", "keras", "FID/KID features: keras (ImageNet InceptionV3), PATH to the "
-                        "2015 graph classify_image_graph_def.pb (comparable with papers) or a keras .h5, "
-                        "random (tests only), or none.")
+    flags.DEFINE_string("inception", "auto", "FID/KID features: auto (keras ImageNet InceptionV3 when cached "
+                        "or downloadable, else the report goes without FID/KID and says how to add them), "
+                        "keras (the same, but fail without them), PATH to the 2015 graph "
+                        "classify_image_graph_def.pb (comparable with papers) or a keras .h5, random (tests "
+                        "only), or none.")
     flags.DEFINE_string("vgg_weights", "auto", "VGG-19 weights for the feature diversity of multi-output "
                         "models (imagenet | auto | random | PATH).")
     flags.DEFINE_integer("num_examples", 0, "Examples to evaluate (0: the whole split).", lower_bound=0)

@@ -1,17 +1,29 @@
-"""Run an exported model on files: ``python -m tfsynth.infer --saved_model=S --input=X --output=D``.
+"""Run an export on files: ``python -m tfsynth.infer --saved_model=S --input=X --output=D``.
 
-For image -> image exports (CycleGAN), ``--input`` is a photo or a directory of them and
-``--signature`` picks the direction (``a_to_b``, ``b_to_a``). For label -> image exports,
-``--input`` is a label PNG or a directory of them: 8-bit id maps
-in the export's label space (e.g. Cityscapes ``*_gtFine_labelIds.png``), or colour-coded label
-images, mapped to ids by nearest palette colour. Each input ``name.png`` gives ``name.png`` in
-``--output`` (and ``name_k.png`` for every output k of a multi-output model with
-``--all_outputs``).
+What is read and written follows the export's declaration (``tfsynth_export.json``, written from
+the family's endpoints):
+
+* ``label`` inputs: ``--input`` is an 8-bit id PNG in the export's label space (e.g. Cityscapes
+  ``*_gtFine_labelIds.png``) or a directory of them; colour-coded label images are mapped to
+  ids by nearest palette colour;
+* ``instance`` inputs: ``--instance``, 16-bit instance-id PNGs with the stems of the label files;
+* ``image`` inputs: ``--input``, photos (PNG or JPEG) or a directory of them;
+* ``seed`` inputs (unconditional models): ``--num_samples`` images from seeds ``--seed``,
+  ``--seed + 1`` ...
+
+Each example ``name`` gives ``name.png`` for an ``image`` or ``label`` output and
+``name_<k>.png`` for each of a multi-output model's ``images`` (``seed_<s>`` for seeds). Sizes
+the architecture cannot take are padded by reflection to the next multiple and the output is
+cropped back (``--fit=pad``), resized there and back (``--fit=resize``), or refused
+(``--fit=error``). ``--signature`` picks another endpoint (e.g. ``b_to_a`` for CycleGAN).
+
+Nothing is overwritten unless asked: the output folder may not be the input folder, two inputs
+that would write the same file are refused, and existing outputs need ``--overwrite``.
 """
 
 from __future__ import annotations
 
-import json
+import io
 import os
 import sys
 import time
@@ -21,108 +33,223 @@ from absl import flags
 from PIL import Image, UnidentifiedImageError
 
 from tfsynth import flags as tfsynth_flags
+from tfsynth import run_dir
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 class InferenceError(ValueError):
-    """Bad input to inference; names the file at fault."""
+    """Bad input to inference; names the file or flag at fault."""
 
 
-def list_inputs(path: str) -> list[str]:
+def list_inputs(path: str, flag: str = "--input") -> list[str]:
     if os.path.isdir(path):
         files = sorted(os.path.join(path, name) for name in os.listdir(path)
                        if name.lower().endswith(IMAGE_SUFFIXES))
         if not files:
-            raise InferenceError(f"--input: no PNG/JPEG files in {path}")
+            raise InferenceError(f"{flag}: no PNG/JPEG files in {path}")
         return files
     if not os.path.exists(path):
-        raise InferenceError(f"--input: {path} does not exist")
+        raise InferenceError(f"{flag}: {path} does not exist")
     return [path]
 
 
-def read_label(path: str, info: dict) -> np.ndarray:
-    """uint8 [H, W] ids from an id PNG or a colour-coded label image; checks range and size."""
-    from tfsynth.data import labels
-
+def _open(path: str) -> Image.Image:
     try:
-        with Image.open(path) as image:
-            image.load()
-            array = np.asarray(image.convert("RGB") if image.mode not in ("L", "P", "I;16", "I") else image)
+        image = Image.open(path)
+        image.load()
+        return image
     except (UnidentifiedImageError, OSError) as error:
         raise InferenceError(f"{path}: not a readable image ({error})") from None
+
+
+def read_label(path: str, info: dict) -> np.ndarray:
+    """uint8 [H, W] ids from an id PNG or a colour-coded label image; checks the id range."""
+    from tfsynth.data import labels
+
+    image = _open(path)
+    array = np.asarray(image.convert("RGB") if image.mode not in ("L", "P", "I;16", "I") else image)
     space = labels.get_label_space(info["label_space"])
     ids = labels.ids_from_colors(array, space) if array.ndim == 3 else array.astype(np.int64)
     if ids.max() >= space.num_classes:
         raise InferenceError(f"{path}: label id {int(ids.max())} is outside {space.name} "
                              f"(0..{space.num_classes - 1})")
-    _check_size(path, ids.shape, info)
     return ids.astype(np.uint8)
 
 
+def read_instance(path: str, info: dict) -> np.ndarray:
+    """int32 [H, W] instance ids (Cityscapes ``*_instanceIds.png``: class * 1000 + k for things)."""
+    del info
+    return np.asarray(_open(path)).astype(np.int32)
+
+
 def read_image(path: str, info: dict) -> np.ndarray:
-    """uint8 [H, W, 3] photo; checks the size against the export's limits."""
-    try:
-        with Image.open(path) as image:
-            array = np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as error:
-        raise InferenceError(f"{path}: not a readable image ({error})") from None
-    _check_size(path, array.shape[:2], info)
-    return array
+    """uint8 [H, W, 3] photo."""
+    del info
+    return np.asarray(_open(path).convert("RGB"))
 
 
-def _check_size(path: str, shape, info: dict) -> None:
-    multiple, max_size = info["size_multiple"], info["max_size"]
-    height, width = shape
-    if height % multiple or width % multiple:
-        raise InferenceError(f"{path}: size {height}x{width} is not a multiple of {multiple}, "
-                             "which this model's architecture needs")
-    if max(height, width) > max_size:
-        raise InferenceError(f"{path}: size {height}x{width} exceeds the export's max_size {max_size}")
+READERS = {"label": read_label, "instance": read_instance, "image": read_image}
 
 
-#: export kind -> (file reader, signature input name)
-READERS = {"label_to_image": (read_label, "label"), "image_to_image": (read_image, "image"),
-           "image_to_label": (read_image, "image")}
+# ------------------------------------------------------------------------------------- sizes
+
+def fit_to_multiple(array: np.ndarray, multiple: int, mode: str, kind: str, path: str) -> np.ndarray:
+    """Pads (reflect) or resizes an input's height and width to multiples of ``multiple``."""
+    height, width = array.shape[:2]
+    target = (-(-height // multiple) * multiple, -(-width // multiple) * multiple)
+    if target == (height, width):
+        return array
+    if mode == "error":
+        raise InferenceError(f"{path}: size {height}x{width} is not a multiple of {multiple}, which this "
+                             "model's architecture needs (--fit=pad or resize adapts it)")
+    if mode == "pad":
+        padding = [(0, target[0] - height), (0, target[1] - width)] + [(0, 0)] * (array.ndim - 2)
+        return np.pad(array, padding, mode="symmetric" if min(height, width) < 2 else "reflect")
+    resample = Image.BICUBIC if kind == "image" else Image.NEAREST
+    resized = Image.fromarray(array).resize((target[1], target[0]), resample)
+    return np.asarray(resized).astype(array.dtype)
+
+
+def restore_size(array: np.ndarray, size: tuple[int, int], mode: str, kind: str) -> np.ndarray:
+    """An output back at ``size``: cropped (after padding) or resized (after resizing)."""
+    if array.shape[:2] == tuple(size):
+        return array
+    if mode == "pad":
+        return array[: size[0], : size[1]]
+    resample = Image.NEAREST if kind == "label" else Image.BICUBIC
+    return np.asarray(Image.fromarray(array).resize((size[1], size[0]), resample))
+
+
+# ------------------------------------------------------------------------------------ examples
+
+def read_examples(flags_values, info: dict, endpoint) -> list[tuple[str, str, dict, tuple]]:
+    """[(output stem, where it came from, inputs by name, input size)] for every example."""
+    file_inputs = [spec for spec in endpoint.inputs if spec.kind in READERS]
+    seeds = [spec for spec in endpoint.inputs if spec.kind == "seed"]
+    if any(spec.kind == "latent" and not spec.optional for spec in endpoint.inputs):
+        raise InferenceError(f"--signature={endpoint.name} takes latent vectors; infer feeds seeds")
+    if seeds:
+        if not flags_values.num_samples:
+            raise InferenceError(f"--num_samples: this export draws images from seeds; say how many")
+        return [(f"seed_{seed}", f"seed {seed}", {spec.name: np.array(seed, np.int64) for spec in seeds}, None)
+                for seed in range(flags_values.seed, flags_values.seed + flags_values.num_samples)]
+    if not flags_values.input:
+        raise InferenceError("--input: give a file or directory of inputs")
+    primary = endpoint.spatial_input
+    extras = [spec for spec in file_inputs if spec is not primary]
+    examples = []
+    for path in list_inputs(flags_values.input):
+        stem = os.path.splitext(os.path.basename(path))[0]
+        inputs = {primary.name: READERS[primary.kind](path, info)}
+        for spec in extras:
+            source = getattr(flags_values, spec.kind, None)
+            if not source:
+                if spec.optional:
+                    continue
+                raise InferenceError(f"--{spec.kind}: this export needs {spec.kind} maps beside the inputs")
+            candidates = [os.path.join(source, stem + suffix) for suffix in (".png",)] if os.path.isdir(source) else [source]
+            match = next((c for c in candidates if os.path.exists(c)), None)
+            if match is None:
+                raise InferenceError(f"{path}: no {spec.kind} map {candidates[0]} (--{spec.kind})")
+            inputs[spec.name] = READERS[spec.kind](match, info)
+            if inputs[spec.name].shape[:2] != inputs[primary.name].shape[:2]:
+                raise InferenceError(f"{match}: size {inputs[spec.name].shape[:2]} differs from "
+                                     f"{path}'s {inputs[primary.name].shape[:2]}")
+        examples.append((stem, path, inputs, inputs[primary.name].shape[:2]))
+    return examples
+
+
+def output_files(stem: str, endpoint, num_outputs: int) -> dict[str, list[str]]:
+    """Output name -> the file names it is written to."""
+    files = {}
+    for output in endpoint.outputs:
+        files[output] = ([f"{stem}_{k}.png" for k in range(num_outputs)] if output == "images"
+                         else [f"{stem}.png"])
+    return files
+
+
+def check_outputs(flags_values, plans: list[tuple[str, list[str]]]) -> None:
+    """Refuses to write over inputs, to write one file twice, or to overwrite without asking."""
+    output = os.path.abspath(flags_values.output)
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise InferenceError(f"--output: {flags_values.output} is a file, not a directory")
+    for flag in ("input", "instance"):
+        source = getattr(flags_values, flag, None)
+        if source and os.path.isdir(source):
+            source = os.path.abspath(source)
+            if output == source or output.startswith(source + os.sep):
+                raise InferenceError(f"--output: {flags_values.output} is inside --{flag} {source}; outputs "
+                                     "would mix with (and could replace) the inputs")
+    writers = {}
+    for origin, names in plans:
+        for name in names:
+            if name in writers:
+                raise InferenceError(f"{origin} and {writers[name]} would both write {name}; rename one")
+            writers[name] = origin
+    existing = sorted(name for name in writers if os.path.exists(os.path.join(output, name)))
+    if existing and not flags_values.overwrite:
+        raise InferenceError(f"--output: {len(existing)} output(s) exist already in {flags_values.output} "
+                             f"(e.g. {existing[0]}); pass --overwrite to replace them")
+
+
+def save_png(path: str, array: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    run_dir.write_bytes(path, buffer.getvalue())
 
 
 def main(argv):
     del argv
     flags_values = flags.FLAGS
-    info_path = os.path.join(flags_values.saved_model, "tfsynth_export.json")
-    if not os.path.exists(info_path):
-        sys.exit(f"error: {info_path} not found: is --saved_model a tfsynth export (export/<version>)?")
-    with open(info_path) as f:
-        info = json.load(f)
-    reader, input_name = READERS[info["kind"]]
-    if flags_values.signature not in info.get("signatures", ["serving_default"]):
-        sys.exit(f"error: --signature={flags_values.signature}: this export has "
-                 f"{', '.join(info.get('signatures', []))}")
     try:
-        files = list_inputs(flags_values.input)
-        inputs = [(path, reader(path, info)) for path in files]
-    except InferenceError as error:
+        info = run_dir.read_export_info(flags_values.saved_model)
+        endpoint = run_dir.find_endpoint(info, flags_values.signature)
+        examples = read_examples(flags_values, info, endpoint)
+        plans = [(origin, [name for names in output_files(stem, endpoint, info["num_outputs"]).values()
+                           for name in names]) for stem, origin, _, _ in examples]
+        check_outputs(flags_values, plans)
+    except (InferenceError, run_dir.RunDirError) as error:
         sys.exit(f"error: {error}")
 
     import tensorflow as tf
 
-    signature = tf.saved_model.load(flags_values.saved_model).signatures[flags_values.signature]
+    loaded = tf.saved_model.load(flags_values.saved_model).signatures
     os.makedirs(flags_values.output, exist_ok=True)
+    multiple, scale = info["size_multiple"], endpoint.scale
     start = time.time()
-    for count, (path, array) in enumerate(inputs, 1):
-        outputs = signature(**{input_name: tf.constant(array[None])})
-        stem = os.path.splitext(os.path.basename(path))[0]
-        result = outputs["image"] if "image" in outputs else outputs["label"]  # photo, or id map
-        Image.fromarray(result[0].numpy()).save(os.path.join(flags_values.output, f"{stem}.png"))
-        if flags_values.all_outputs and "images" in outputs:
-            for k, image in enumerate(outputs["images"][0].numpy()):
-                Image.fromarray(image).save(os.path.join(flags_values.output, f"{stem}_{k}.png"))
-        print(f"[{count}/{len(inputs)}] {path} -> {flags_values.output}/{stem}.png", flush=True)
-    print(f"Wrote {len(inputs)} image(s) to {flags_values.output} in {time.time() - start:.1f} s")
+    for count, (stem, origin, inputs, size) in enumerate(examples, 1):
+        name = endpoint.name
+        if size is not None:
+            kinds = {spec.name: spec.kind for spec in endpoint.inputs}
+            try:
+                inputs = {key: fit_to_multiple(value, multiple, flags_values.fit, kinds[key], origin)
+                          for key, value in inputs.items()}
+                fitted = next(iter(inputs.values())).shape[:2]
+                if max(fitted) * scale > info["max_size"]:
+                    raise InferenceError(f"{origin}: size {fitted[0]}x{fitted[1]} (x{scale}) exceeds the export's "
+                                         f"max_size {info['max_size']}")
+            except InferenceError as error:
+                sys.exit(f"error: {error}")
+            missing = [spec.name for spec in endpoint.inputs if spec.optional and spec.name not in inputs]
+            if missing:
+                name = f"{endpoint.name}_without_{'_'.join(missing)}"
+        outputs = loaded[name](**{key: tf.constant(np.asarray(value)[None]) for key, value in inputs.items()})
+        written = []
+        for output, files in output_files(stem, endpoint, info["num_outputs"]).items():
+            arrays = outputs[output][0].numpy()
+            arrays = list(arrays) if output == "images" else [arrays]
+            for file_name, array in zip(files, arrays):
+                if size is not None:
+                    array = restore_size(array, (size[0] * scale, size[1] * scale), flags_values.fit, output)
+                save_png(os.path.join(flags_values.output, file_name), array)
+                written.append(file_name)
+        print(f"[{count}/{len(examples)}] {origin} -> {', '.join(written)}", flush=True)
+    print(f"Wrote {len(examples)} example(s) to {flags_values.output} in {time.time() - start:.1f} s")
 
 
 def run():
-    tfsynth_flags.run_command(main, tfsynth_flags.define_infer_flags, required=("saved_model", "input", "output"))
+    tfsynth_flags.run_command(main, tfsynth_flags.define_infer_flags, required=("saved_model", "output"))
 
 
 if __name__ == "__main__":

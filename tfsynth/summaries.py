@@ -6,6 +6,8 @@ import os
 
 import tensorflow as tf
 
+from tfsynth import run_dir
+
 
 def image_grid(columns: list) -> tf.Tensor:
     """Tiles columns of uint8 [B, H, W, 3] images: one row per example, one column per entry."""
@@ -21,7 +23,7 @@ def write_grid(grid, step: int, writer, samples_dir: str, name: str = "samples")
         tf.summary.image(name, grid[None], max_outputs=1)
     os.makedirs(samples_dir, exist_ok=True)
     path = os.path.join(samples_dir, f"{name}_{step:08d}.png")
-    tf.io.write_file(path, tf.io.encode_png(grid))
+    run_dir.write_bytes(path, tf.io.encode_png(grid).numpy())
     return path
 
 

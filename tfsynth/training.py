@@ -24,7 +24,7 @@ from absl import logging
 import numpy as np
 
 from tfsynth import config as config_lib
-from tfsynth import registry
+from tfsynth import registry, run_dir
 from tfsynth.data import pipelines, tfrecord
 
 
@@ -35,9 +35,10 @@ class TrainingError(ValueError):
 # ---------------------------------------------------------------------------- configuration
 
 def model_config(spec, flags_values) -> object:
-    """The family's config from its defaults, ``--hparams`` and ``--vgg_weights``."""
+    """The family's config from its defaults, every ``--hparams`` (left to right, later keys
+    win) and ``--vgg_weights``."""
     model_class = spec.load()
-    overrides = config_lib.parse_hparams(flags_values.hparams or "")
+    overrides = config_lib.parse_hparams(flags_values.hparams or [])
     if flags_values.vgg_weights:
         if "vgg_weights" not in {f.name for f in dataclasses.fields(model_class.config_class)}:
             raise TrainingError(f"--vgg_weights: model {spec.name} has no perceptual network")
@@ -47,11 +48,10 @@ def model_config(spec, flags_values) -> object:
 
 def check_resume_config(model_dir: str, model_name: str, config) -> dict | None:
     """Refuses to resume a model_dir with a different model or hyper-parameters."""
-    path = os.path.join(model_dir, "config.json")
+    path = os.path.join(model_dir, run_dir.CONFIG_JSON)
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        saved = json.load(f)
+    saved = run_dir.read_json(path, "--model_dir")
     if saved.get("model") != model_name:
         raise TrainingError(f"{path}: this model_dir holds a {saved.get('model')!r} model, not "
                             f"{model_name!r}; use another --model_dir")
@@ -92,7 +92,12 @@ def network_rows(model, loss_networks: dict | None = None) -> list[tuple[str, st
 # ------------------------------------------------------------------------------- components
 
 def make_step_function(model, strategy, step_counter):
-    """A tf.function running one distributed training step from an iterator."""
+    """One distributed training step from an iterator.
+
+    The step is traced once per phase (the set of optimizer groups active at the current
+    step, ``model.enter_phase``), so a recipe that switches optimizers mid-run gets a new
+    graph at the switch and keeps it on a resume past it.
+    """
     import tensorflow as tf
 
     from tfsynth import distribute
@@ -106,12 +111,19 @@ def make_step_function(model, strategy, step_counter):
         local = tf.nest.map_structure(lambda value: value[index * share:(index + 1) * share], batch)
         return model.train_step(local)
 
-    @tf.function
-    def step(iterator):
+    def distributed_step(iterator):
         per_replica = strategy.run(replica_step, (next(iterator),))
         losses = {name: strategy.reduce("MEAN", value, axis=None) for name, value in per_replica.items()}
         step_counter.assign_add(1)
         return losses
+
+    traced = {}
+
+    def step(iterator):
+        phase = model.enter_phase(int(step_counter.numpy()))
+        if phase not in traced:
+            traced[phase] = tf.function(distributed_step)
+        return traced[phase](iterator)
 
     return step
 
@@ -126,34 +138,13 @@ def restore_or_warm_start(checkpoint, manager, model, init_from: str | None) -> 
     return "from scratch"
 
 
-def rebuild_run_model(model_dir: str, flag: str = "--model_dir"):
-    """The model described by ``model_dir/config.json`` (not restored) and its latest checkpoint."""
-    import tensorflow as tf
-
-    config_path = os.path.join(model_dir, "config.json")
-    if not os.path.exists(config_path):
-        raise TrainingError(f"{flag}: {config_path} not found: is {model_dir} a tfsynth model_dir?")
-    with open(config_path) as f:
-        saved = json.load(f)
-    model_class = registry.get(saved["model"]).load()
-    config = config_lib.build_config(model_class.config_class, base=saved["hparams"])
-    model = model_class(config, source_label_space=saved["data"]["label_space"])
-    latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-    if latest is None:
-        raise TrainingError(f"{flag}: no checkpoint in {model_dir}/checkpoints")
-    return model, saved["model"], latest
-
-
 def warm_start(model, source: str) -> tuple[int, list[str]]:
     """Copies network weights from another run, layer by layer where names and shapes match.
 
     The source's own config.json rebuilds its model, so e.g. CRN 512p starts from every module
     of a 256p run except the new top module and output (the original's fine-tuning recipe).
     """
-    import tensorflow as tf
-
-    source_model, _, latest = rebuild_run_model(source, flag="--init_from")
-    tf.train.Checkpoint(**source_model.networks).restore(latest).expect_partial()
+    source_model, _ = run_dir.load_model(source, purpose="networks", flag="--init_from")
     copied, skipped = 0, []
     for name, network in model.networks.items():
         source_layers = {layer.name: layer for layer in source_model.networks.get(name, network).layers}
@@ -174,23 +165,28 @@ def training_splits(model, data_dir: str, split_name: str) -> dict:
             for stream, split in model.input_splits(split_name).items()}
 
 
+#: What each record field holds, for messages; and the dataset.json key that says it is there.
+RECORD_FIELDS = {"label": ("label maps", "label_space"), "target": ("target photos (target/encoded)", "has_target"),
+                 "instance": ("instance maps", "has_instance")}
+
+
 def check_data_fits_model(model, splits: dict) -> None:
     """Fails early, naming the dataset, when its records lack what the model reads."""
     for split in splits.values():
         info, where = split.info, os.path.join(split.data_dir, tfrecord.DATASET_JSON)
-        if model.uses_label and not info.get("label_space"):
-            raise TrainingError(f"{where}: the records hold no label maps, which {type(model).__name__} "
-                                "with these hyper-parameters reads")
-        for needed, key, what in ((model.uses_target, "has_target", "target photos (target/encoded)"),
-                                  (model.uses_instance, "has_instance", "instance maps")):
-            if needed and info.get(key) is False:
-                raise TrainingError(f"{where}: the records hold no {what}, which "
-                                    f"{type(model).__name__} with these hyper-parameters reads")
+        for field in model.record_fields:
+            if field not in RECORD_FIELDS:
+                continue
+            what, key = RECORD_FIELDS[field]
+            if not info.get(key):
+                raise TrainingError(f"{where}: the records hold no {what}, which {type(model).__name__} "
+                                    "with these hyper-parameters reads")
 
 
 def parse_options(model, split) -> dict:
-    return dict(num_classes=split.num_classes if model.uses_label else None,
-                with_instance=model.uses_instance, with_target=model.uses_target)
+    fields = model.record_fields
+    return dict(num_classes=split.num_classes if "label" in fields else None,
+                with_instance="instance" in fields, with_target="target" in fields)
 
 
 def make_model_dataset(model, splits: dict, *, training: bool, **options):
@@ -198,13 +194,15 @@ def make_model_dataset(model, splits: dict, *, training: bool, **options):
     domain shuffled on its own seed (unpaired data)."""
     import tensorflow as tf
 
+    fields = model.record_fields
+
     def one(split, seed_offset):
         opts = dict(options)
         opts["seed"] = opts.get("seed", 0) + seed_offset
         return pipelines.make_dataset(
             split, transform=model.example_transform(training=training),
-            with_label=model.uses_label, with_instance=model.uses_instance,
-            with_target=model.uses_target, **opts)
+            with_label="label" in fields, with_instance="instance" in fields,
+            with_target="target" in fields, **opts)
 
     if "" in splits:
         return one(splits[""], 0)
@@ -234,17 +232,23 @@ def naming_bad_records(model, splits: dict):
 
 def main(flags_values) -> None:
     spec = registry.get(flags_values.model)
-    config = model_config(spec, flags_values)
-    model_class = spec.load()
-    if flags_values.dry_run:
-        model = model_class(config)
-        print_summary(f"{spec.name}: {spec.summary}", network_rows(model))
-        return
     try:
+        config = model_config(spec, flags_values)
+        if flags_values.dry_run:
+            model = spec.load()(config)
+            print_summary(f"{spec.name}: {spec.summary}", network_rows(model) + hparam_rows(config))
+            return
         train(flags_values, spec, config)
-    except (tfrecord.DataError, TrainingError, config_lib.HParamsError) as error:
+    except (tfrecord.DataError, TrainingError, config_lib.HParamsError, run_dir.RunDirError) as error:
         logging.error("%s", error)
         sys.exit(f"error: {error}")
+
+
+def hparam_rows(config) -> list[tuple[str, str]]:
+    """The resolved hyper-parameters that differ from the family's defaults, for the log."""
+    changed = config_lib.non_default_values(config)
+    text = ", ".join(f"{key}={value}" for key, value in changed.items()) or "the family's defaults"
+    return [("hparams", text)]
 
 
 def train(flags_values, spec, config) -> None:
@@ -304,7 +308,7 @@ def train(flags_values, spec, config) -> None:
                      f"XLA {'on' if jit else 'off'}, precision {flags_values.mixed_precision}"),
         ("steps", f"{total_steps} x global batch {flags_values.global_batch_size}"),
         ("model_dir", f"{model_dir} ({origin})"),
-    ])
+    ] + hparam_rows(config))
 
     sample_data, sample_splits = make_sample_dataset(flags_values, model, data_dir, flags_values.num_samples)
     with naming_bad_records(model, sample_splits):
@@ -347,11 +351,21 @@ def train(flags_values, spec, config) -> None:
     eval_writer.flush()
     print(f"Training done at step {int(step_counter.numpy())}. TensorBoard: tensorboard --logdir={model_dir}/logs"
           f"  samples: {samples_dir}", flush=True)
+
+    def ordered_batches(split_name):
+        return make_model_dataset(model, training_splits(model, data_dir, split_name), training=False,
+                                  batch_size=flags_values.global_batch_size // workers, shuffle=False,
+                                  repeat=False, drop_remainder=False)
+
+    if model.finish_training(ordered_batches):
+        print(f"saved checkpoint {manager.save(checkpoint_number=int(step_counter.numpy()))} "
+              "(with the state computed after training)", flush=True)
     if flags_values.export and is_chief:
-        path = export.export_model(model, export.next_version_dir(model_dir), model_name=spec.name)
-        inputs = "LABEL_PNGS" if model.export_kind == "label_to_image" else "IMAGES"
-        print(f"Exported SavedModel: {path}  (try: python -m tfsynth.infer --saved_model={path} "
-              f"--input={inputs} --output=OUT)", flush=True)
+        path = export.export_model(model, run_dir.next_export_dir(model_dir), model_name=spec.name)
+        spatial = next(iter(model.serving_endpoints())).spatial_input
+        example = f"--input={spatial.kind.upper()}S --output=OUT" if spatial else "--num_samples=16 --output=OUT"
+        print(f"Exported SavedModel: {path}  (try: python -m tfsynth.infer --saved_model={path} {example})",
+              flush=True)
 
 
 def mean_metrics(results: list[dict]) -> dict:
@@ -390,8 +404,7 @@ def write_config(model_dir, model_name, config, flags_values, data_dir, splits, 
         "data": {"dir": data_dir, "splits": {split.name: split.count for split in splits.values()},
                  "label_space": label_space},
     }
-    with open(os.path.join(model_dir, "config.json"), "w") as f:
-        json.dump(resolved, f, indent=2, sort_keys=True)
+    run_dir.write_config(model_dir, resolved)
 
 
 def log_progress(step, total, start_step, start_time, losses, batch_size) -> None:

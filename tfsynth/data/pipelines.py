@@ -12,7 +12,6 @@ import dataclasses
 import os
 import re
 
-from absl import logging
 
 from tfsynth.data import tfrecord
 
@@ -76,12 +75,11 @@ def resolve_data_dir(spec: str, seed: int = 0) -> str:
         return target
     from tfsynth.data import convert
 
-    logging.info("Rendering %d built-in synthetic scenes at %dx%d into %s (once)", count, height,
-                 width, target)
+    print(f"Rendering {count} built-in synthetic scenes at {height}x{width} into {target} (once)", flush=True)
     # build_synthetic stages in a temporary folder and renames it into place, so an interrupted
     # render is never mistaken for a finished one.
     convert.build_synthetic(target, num_train=count, num_val=max(1, count // 10),
-                            height=height, width=width, seed=seed, log=logging.info)
+                            height=height, width=width, seed=seed, log=lambda line: print(line, flush=True))
     return target
 
 

@@ -215,7 +215,7 @@ def kernel_inception_distance(features1, features2, num_subsets: int = 100,
 # ------------------------------------------------------------------------- feature extractors
 
 
-def _howto() -> str:
+def howto() -> str:
     return (
         "To compute Inception features without network access, pass one of\n"
         f"  source=/path/{GRAPH_FILENAME}   (the 2015 graph of the reference FID code, from\n"
@@ -317,7 +317,7 @@ class InceptionFeatures:
         else:
             raise MetricsWeightsError(
                 f"source={self.source!r}: expected 'keras', 'random', or a path ending in .pb "
-                f"(2015 Inception graph) or .h5 (keras weights).\n{_howto()}")
+                f"(2015 Inception graph) or .h5 (keras weights).\n{howto()}")
         self._model = model
         self.description = {
             "keras": "keras.applications InceptionV3 ImageNet avg-pool (NOT comparable with "
@@ -347,14 +347,14 @@ class InceptionFeatures:
         except Exception as e:  # URLError, keras' "URL fetch failure", OSError, ...
             raise MetricsWeightsError(
                 "source='keras': could not load or download the keras.applications InceptionV3 "
-                f"ImageNet weights ({type(e).__name__}: {e}).\n{_howto()}") from e
+                f"ImageNet weights ({type(e).__name__}: {e}).\n{howto()}") from e
         finally:
             socket.setdefaulttimeout(old)
 
     @staticmethod
     def _load_h5(path: str):
         if not os.path.isfile(path):
-            raise MetricsWeightsError(f"InceptionV3 weights file not found: {path}\n{_howto()}")
+            raise MetricsWeightsError(f"InceptionV3 weights file not found: {path}\n{howto()}")
         model = _keras_inception(None)
         try:
             model.load_weights(path)
@@ -369,7 +369,7 @@ class InceptionFeatures:
         import tensorflow as tf
 
         if not os.path.isfile(path):
-            raise MetricsWeightsError(f"Inception graph file not found: {path}\n{_howto()}")
+            raise MetricsWeightsError(f"Inception graph file not found: {path}\n{howto()}")
         graph_def = tf.compat.v1.GraphDef()
         try:
             with open(path, "rb") as f:

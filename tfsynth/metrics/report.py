@@ -11,6 +11,7 @@ values and NaN are shown as "–".
 from __future__ import annotations
 
 import datetime
+import io
 import json
 import math
 import os
@@ -18,6 +19,8 @@ import platform
 from typing import Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
+
+from tfsynth.run_dir import write_bytes
 
 ORACLE = "real images (oracle)"
 DASH = "–"
@@ -175,13 +178,12 @@ def write_report(out_dir: str, rows: Sequence[Mapping], meta: Mapping) -> Tuple[
     meta["metrics"] = {**notes, **dict(meta.get("metrics", {}))}
 
     json_path = os.path.join(out_dir, "report.json")
-    with open(json_path, "w", encoding="utf-8") as f:
-        json.dump({"meta": _to_json(meta), "rows": _to_json(ordered)}, f, indent=2,
-                  ensure_ascii=False, allow_nan=False)
-        f.write("\n")
+    write_bytes(json_path, (json.dumps({"meta": _to_json(meta), "rows": _to_json(ordered)}, indent=2,
+                                       ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8"))
 
     header = ["# Evaluation report", ""]
-    for key, title in (("data", "Data"), ("protocol", "Protocol"), ("comparable_with", "Comparable with"),
+    for key, title in (("data", "Data"), ("protocol", "Protocol"), ("feature_extractor", "FID/KID features"),
+                       ("comparable_with", "Comparable with"),
                        ("hardware", "Hardware"), ("wall_time_s", "Wall time"),
                        ("wall_time", "Wall time")):
         if key in meta:
@@ -191,11 +193,13 @@ def write_report(out_dir: str, rows: Sequence[Mapping], meta: Mapping) -> Tuple[
             elif isinstance(value, Mapping):
                 value = "; ".join(f"{k}: {v}" for k, v in value.items())
             header.append(f"- **{title}:** {value}")
+    for model, skipped in dict(meta.get("skipped", {})).items():
+        reasons = "; ".join(f"{metric} ({reason})" for metric, reason in skipped.items())
+        header.append(f"- **Not computed for {model}:** {reasons}")
     md_path = os.path.join(out_dir, "report.md")
-    with open(md_path, "w", encoding="utf-8") as f:
-        f.write("\n".join(header) + "\n\n" + markdown_table(ordered) + "\n\n"
-                f"{DASH} = not computed or not applicable. Full numbers and per-metric notes: "
-                "report.json.\n")
+    write_bytes(md_path, ("\n".join(header) + "\n\n" + markdown_table(ordered) + "\n\n"
+                          f"{DASH} = not computed or not applicable. Full numbers and per-metric notes: "
+                          "report.json.\n").encode("utf-8"))
     return json_path, md_path
 
 
@@ -231,5 +235,7 @@ def write_image_grid(path: str, columns: Sequence) -> np.ndarray:
     grid = np.stack(arrays).transpose(1, 2, 0, 3, 4).reshape(n * h, len(arrays) * w, 3)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    Image.fromarray(grid).save(path, format="PNG")
+    buffer = io.BytesIO()
+    Image.fromarray(grid).save(buffer, format="PNG")
+    write_bytes(path, buffer.getvalue())
     return grid

@@ -1,15 +1,20 @@
-"""What every model family shares: networks, optimizers, and one generic training step.
+"""What every model family shares: the family contract, and one generic training step.
 
-A family subclasses :class:`SynthesisModel` and supplies
+A family subclasses :class:`SynthesisModel` and declares
 
-* its networks in ``self.networks`` (what is trained, checkpointed and counted),
-* ``optimizer_groups()``: which loss trains which variables with which optimizer,
-* ``compute_losses(batch)``: the paper's objective as a dict of scalar losses,
-* ``generate(inputs)``: the deployed generator with its pre- and post-processing,
-* ``sample_columns(batch)``: the image columns of its TensorBoard grid.
+* ``networks``: what is trained, checkpointed and counted by ``--dry_run``;
+* ``record_fields``: which fields of a record its batches carry (``image``, ``label`` ...);
+* ``optimizer_groups()``: which loss trains which variables with which optimizer, and from
+  which step to which (a family whose recipe changes optimizers mid-run lists both phases);
+* ``compute_losses(batch)`` (or its own ``train_step``): the paper's objective;
+* ``serving_endpoints()``: what it serves (:mod:`tfsynth.endpoints`), each with the function
+  that computes it; ``serving_state_keys`` names the state an export holds;
+* optionally ``extra_state()`` (checkpointed, not trained: image pools, EMA weights) and
+  ``finish_training(data)`` (work after the last step whose result the export carries).
 
-The training step itself (gradient tapes, replica scaling, loss scaling, optional XLA on the
-per-replica gradient function) lives here once, so entry points need no per-model branches.
+Export, infer, evaluate and the training loop derive everything else from these, so an entry
+point never names a family. The training step itself (gradient tapes, replica scaling, loss
+scaling, optional XLA on the per-replica gradient function) lives here once.
 """
 
 from __future__ import annotations
@@ -21,20 +26,32 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
+from tfsynth.endpoints import Endpoint
+
 
 @dataclasses.dataclass
 class OptimizerGroup:
-    """One optimizer minimising one loss over some variables.
+    """One optimizer minimising one loss over some variables, during some steps.
 
     Attributes:
-      loss: key of the loss in ``compute_losses``' result.
+      loss: key of the loss it minimises, in the losses a step returns.
       optimizer: the Keras optimizer (built on ``variables`` by the model).
       variables: callable returning the trainable variables this group updates.
+      name: the group's name in checkpoints and ``learning_rate/<name>`` summaries ("G", "D").
+      start_step, stop_step: the group updates at steps ``start_step <= step < stop_step``
+        (``None``: to the end). Groups of later phases are built, checkpointed and restored
+        from the start, so a resume across a switch finds their state.
     """
 
     loss: str
     optimizer: keras.optimizers.Optimizer
     variables: Callable[[], list]
+    name: str = "G"
+    start_step: int = 0
+    stop_step: int | None = None
+
+    def active_at(self, step: int) -> bool:
+        return self.start_step <= step and (self.stop_step is None or step < self.stop_step)
 
 
 def numeric(batch):
@@ -64,14 +81,11 @@ class SynthesisModel(keras.Model):
     """
 
     config_class: type = None
-    #: "label_to_image", "image_to_image" or "unconditional": selects the export signatures.
-    export_kind: str = "label_to_image"
     #: The label space the networks consume, when it differs by family (CRN: cityscapes20).
     label_space: str | None = None
-    #: What the model reads from each record besides ``image``.
-    uses_label: bool = True
-    uses_instance: bool = False
-    uses_target: bool = False
+    #: Keys of ``networks`` / ``extra_state()`` that an export holds (never discriminators,
+    #: pools or optimizer slots).
+    serving_state_keys: tuple[str, ...] = ("generator",)
 
     def __init__(self, config, source_label_space: str = "cityscapes35", **kwargs):
         super().__init__(**kwargs)
@@ -84,6 +98,8 @@ class SynthesisModel(keras.Model):
             self.num_classes = labels.get_label_space(self.label_space).num_classes
             self.label_lut = tf.constant(labels.mapping_table(source_label_space, self.label_space))
         self._gradient_fn = self._compute_gradients
+        self._groups: list[OptimizerGroup] = []
+        self._active: list[OptimizerGroup] = []
         # fit() never calls the model, so Keras would consider it unbuilt.
         self.built = True
 
@@ -108,23 +124,25 @@ class SynthesisModel(keras.Model):
             return None
         return tuple(crop) if isinstance(crop, (tuple, list)) else (crop, crop)
 
+    @property
+    def record_fields(self) -> tuple[str, ...]:
+        """Fields of each record the model reads (``image``, ``label``, ``instance``, ``target``)."""
+        return ("image", "label")
+
     # ------------------------------------------------------------------ family interface
     def optimizer_groups(self) -> list[OptimizerGroup]:
         raise NotImplementedError
 
     def compute_losses(self, batch: dict, training: bool = True) -> dict:
+        """The objective as a dict of scalar local-batch means (``total`` is the generator's);
+        families whose paper orders several updates write ``train_step`` instead."""
         raise NotImplementedError
 
-    def generate(self, inputs: dict):
-        """Deployed generator: float images [N, K, H, W, 3] on the 0..255 scale."""
-        raise NotImplementedError
-
-    def translation_names(self) -> list[str]:
-        """image_to_image models: the named translations to export (the first is the default)."""
-        raise NotImplementedError
-
-    def translate(self, name: str, images):
-        """image_to_image models: uint8 [N, H, W, 3] -> float [N, H, W, 3] on the 0..255 scale."""
+    def serving_endpoints(self) -> dict[Endpoint, Callable]:
+        """What the export serves: each :class:`Endpoint` with its function, which takes the
+        declared inputs by name (as tensors of the declared dtypes) and returns the declared
+        outputs as float tensors on the 0..255 scale (``label``: integer ids). The first
+        endpoint is also ``serving_default``."""
         raise NotImplementedError
 
     def sample_columns(self, batch: dict) -> list:
@@ -158,33 +176,72 @@ class SynthesisModel(keras.Model):
         """Creates frozen networks used only by the losses (VGG); returns them by name."""
         return {}
 
+    def extra_state(self) -> dict:
+        """Trackables besides networks and optimizers that a checkpoint must hold (image pools,
+        EMA weights, cluster centres); those named in ``serving_state_keys`` are exported too."""
+        return {}
+
+    def finish_training(self, make_dataset: Callable) -> bool:
+        """Work after the last training step whose result the export carries (pix2pixHD's
+        K-means over encoded features). ``make_dataset(split)`` gives unshuffled, unaugmented
+        batches of the training data. Runs again on a rerun of a finished run, so it must be
+        repeatable. Returns whether it changed checkpointed state (then it is saved again)."""
+        del make_dataset
+        return False
+
+    # ------------------------------------------------------------------ derived from the above
+    def serving_state(self) -> dict:
+        """What an export holds and restores, by checkpoint key."""
+        state = {**self.networks, **self.extra_state()}
+        missing = [key for key in self.serving_state_keys if key not in state]
+        if missing:
+            raise KeyError(f"{type(self).__name__}.serving_state_keys names {missing}, which are "
+                           "neither networks nor extra_state")
+        return {key: state[key] for key in self.serving_state_keys}
+
+    def endpoint(self, name: str | None = None):
+        """(Endpoint, function) by signature name; the first endpoint for None or serving_default."""
+        endpoints = self.serving_endpoints()
+        if name in (None, "serving_default"):
+            return next(iter(endpoints.items()))
+        for endpoint, function in endpoints.items():
+            if endpoint.name == name:
+                return endpoint, function
+        raise KeyError(f"{type(self).__name__} has no endpoint {name!r}; it serves "
+                       f"{', '.join(e.name for e in endpoints)}")
+
+    def record_inputs(self, endpoint: Endpoint, batch: dict) -> dict:
+        """The inputs of ``endpoint`` taken from a batch of records (``Input.source``)."""
+        return {spec.name: record_source(batch, spec.source, self.source_label_space)
+                for spec in endpoint.inputs}
+
     def eval_metrics(self, batch: dict) -> dict:
-        """Cheap metrics for ``--eval_every`` (batch means): for label -> image models PSNR and
-        SSIM of the first output against the real photo, and the mean pairwise pixel distance
-        between the outputs of multi-output models. Families may add their own."""
-        if self.export_kind != "label_to_image":
+        """Cheap metrics for ``--eval_every`` (batch means), from the default endpoint: PSNR and
+        SSIM of its image against the reference it declares, and the mean pairwise pixel
+        distance between the outputs of multi-output endpoints."""
+        endpoint, function = self.endpoint()
+        # Unpaired batches ({domain: batch}) hold no pairs to compare.
+        if endpoint.reference is None or "image" not in endpoint.outputs or "image" not in batch:
             return {}
-        images = tf.clip_by_value(self.generate(batch), 0.0, 255.0)  # [B, K, H, W, 3]
-        real = tf.cast(batch["image"], tf.float32)
-        metrics = {"psnr": tf.reduce_mean(tf.image.psnr(images[:, 0], real, 255.0)),
-                   "ssim": tf.reduce_mean(tf.image.ssim(images[:, 0], real, 255.0))}
-        outputs = images.shape[1]
-        if outputs and outputs > 1:
+        outputs = function(**self.record_inputs(endpoint, batch))
+        image = tf.clip_by_value(outputs["image"], 0.0, 255.0)
+        real = tf.cast(record_source(batch, endpoint.reference, self.source_label_space), tf.float32)
+        metrics = {"psnr": tf.reduce_mean(tf.image.psnr(image, real, 255.0)),
+                   "ssim": tf.reduce_mean(tf.image.ssim(image, real, 255.0))}
+        if "images" in outputs and outputs["images"].shape[1] > 1:
+            images = tf.clip_by_value(outputs["images"], 0.0, 255.0)
+            count = images.shape[1]
             pairs = [tf.reduce_mean(tf.abs(images[:, i] - images[:, j]))
-                     for i in range(outputs) for j in range(i + 1, outputs)]
+                     for i in range(count) for j in range(i + 1, count)]
             metrics["diversity_pixel_l1"] = tf.add_n(pairs) / len(pairs)
         return metrics
 
-    def extra_state(self) -> dict:
-        """Trackables besides networks and optimizers that a checkpoint must hold."""
-        return {}
-
     # ------------------------------------------------------------------ training machinery
     def prepare_training(self, steps_per_epoch: int = 1, float16_loss_scaling: bool = False) -> dict:
-        """Builds the loss networks, then every optimizer on its own variables, now.
+        """Builds the loss networks, then every optimizer (of every phase) on its own variables, now.
 
-        ``steps_per_epoch`` lets epoch-based schedules (linear decay) count in steps.
-        Returns the loss networks by name (for the start-up summary).
+        ``steps_per_epoch`` lets epoch-based schedules (linear decay, phase switches) count in
+        steps. Returns the loss networks by name (for the start-up summary).
 
         Lazily built optimizers break under MirroredStrategy and lose their state on restore
         (TF_NOTES Q1, Q6), so this runs inside the strategy scope before the first step.
@@ -192,15 +249,25 @@ class SynthesisModel(keras.Model):
         self.steps_per_epoch = steps_per_epoch
         loss_networks = self.build_loss_networks()
         self._groups = self.optimizer_groups()
+        names = [group.name for group in self._groups]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{type(self).__name__}: optimizer group names must be unique, got {names}")
         for group in self._groups:
             if float16_loss_scaling:
                 group.optimizer = keras.optimizers.LossScaleOptimizer(group.optimizer)
             group.optimizer.build(group.variables())
+        self.enter_phase(0)
         return loss_networks
+
+    def enter_phase(self, step: int) -> tuple[str, ...]:
+        """Activates the groups that update at ``step``; returns their names (the phase's key:
+        the training loop traces one step function per phase)."""
+        self._active = [group for group in self._groups if group.active_at(step)]
+        return tuple(group.name for group in self._active)
 
     @property
     def optimizers(self) -> dict[str, keras.optimizers.Optimizer]:
-        return {group.loss: group.optimizer for group in self._groups}
+        return {group.name: group.optimizer for group in self._groups}
 
     def enable_xla(self) -> None:
         """Jit-compiles the per-replica gradient computations only.
@@ -214,7 +281,7 @@ class SynthesisModel(keras.Model):
     # Sequential updates (GANs: D then G, or G then D, as each paper's code orders them) are
     # written in a family's own ``train_step`` with these two helpers.
     def group_gradients(self, loss_name: str, loss_fn, *args):
-        """Gradients of ``loss_fn(*args)[0][loss_name]`` for that group's variables.
+        """Gradients of ``loss_fn(*args)[0][loss_name]`` for the active group minimising it.
 
         ``loss_fn`` returns ``(losses, extras)``: a dict of scalar losses (local-batch means)
         and any tensors the caller needs next (e.g. generated images). Under XLA the whole
@@ -240,30 +307,30 @@ class SynthesisModel(keras.Model):
         group.optimizer.apply_gradients(zip(gradients, group.variables()))
 
     def _group(self, loss_name: str) -> OptimizerGroup:
-        for group in self._groups:
+        for group in self._active:
             if group.loss == loss_name:
                 return group
-        raise KeyError(f"no optimizer group for loss {loss_name!r}")
+        raise KeyError(f"no active optimizer group for loss {loss_name!r}")
 
     def _compute_gradients(self, batch):
         with tf.GradientTape(persistent=True) as tape:
             losses = self.compute_losses(batch, training=True)
             scaled = [
                 group.optimizer.scale_loss(scale_for_replicas(losses[group.loss]))
-                for group in self._groups
+                for group in self._active
             ]
-        gradients = [tape.gradient(loss, group.variables()) for loss, group in zip(scaled, self._groups)]
+        gradients = [tape.gradient(loss, group.variables()) for loss, group in zip(scaled, self._active)]
         del tape
         return gradients, losses
 
     def train_step(self, batch):
         """One optimisation step on this replica's share of the batch; returns its losses.
 
-        The default updates every group from one forward pass; families whose paper orders the
-        updates override this with ``group_gradients`` / ``apply_group_gradients``.
+        The default updates every active group from one forward pass; families whose paper
+        orders the updates override this with ``group_gradients`` / ``apply_group_gradients``.
         """
         gradients, losses = self._gradient_fn(numeric(batch))
-        for group, grads in zip(self._groups, gradients):
+        for group, grads in zip(self._active, gradients):
             group.optimizer.apply_gradients(zip(grads, group.variables()))
         return losses
 
@@ -280,3 +347,22 @@ class SynthesisModel(keras.Model):
         """Trainable parameters per network (running statistics are buffers, as the papers count)."""
         return {name: sum(int(math.prod(w.shape)) for w in net.trainable_weights)
                 for name, net in self.networks.items()}
+
+
+def record_source(batch: dict, source: str, label_space: str):
+    """A tensor for ``Input.source`` / ``Endpoint.reference`` from a batch of records."""
+    if source == "label_color":
+        from tfsynth.data import labels
+
+        palette = tf.constant(labels.get_label_space(label_space).palette())
+        return tf.gather(palette, tf.cast(batch["label"], tf.int32))
+    if source == "index":
+        return tf.range(tf.shape(batch["image"])[0], dtype=tf.int64)
+    return batch[source]
+
+
+def moving_average_update(average: keras.Model, source: keras.Model, decay: float) -> None:
+    """``average <- decay * average + (1 - decay) * source``, weight by weight (EMA of a
+    generator: not trained, checkpointed, and exported instead of the raw weights)."""
+    for target, value in zip(average.weights, source.weights):
+        target.assign(decay * target + (1.0 - decay) * tf.cast(value, target.dtype))

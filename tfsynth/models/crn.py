@@ -22,6 +22,7 @@ import tensorflow as tf
 from tfsynth import losses
 from tfsynth.data import labels
 from tfsynth.layers import AreaDownsample2D, BilinearResize, SlimLayerNormalization
+from tfsynth.endpoints import Endpoint, Input
 from tfsynth.models.base import OptimizerGroup, SynthesisModel
 
 #: VGG-19 layers of the loss, and how many 2x poolings precede each (its mask's pyramid level).
@@ -169,8 +170,10 @@ class CRN(SynthesisModel):
     """CRN training: one generator, a frozen VGG-19, Adam on the VGG loss."""
 
     config_class = CRNConfig
-    export_kind = "label_to_image"
     label_space = "cityscapes20"
+    #: label ids -> the first image, and all K.
+    RENDER = Endpoint("serving_default", inputs=(Input("label", kind="label", source="label"),),
+                      outputs=("image", "images"), reference="image", conditioned_on_labels=True)
 
     def __init__(self, config: CRNConfig, source_label_space: str = "cityscapes35", **kwargs):
         super().__init__(config, source_label_space, **kwargs)
@@ -194,7 +197,7 @@ class CRN(SynthesisModel):
         cfg = self.config
         adam = keras.optimizers.Adam(cfg.learning_rate, beta_1=cfg.beta_1, beta_2=cfg.beta_2,
                                      epsilon=cfg.epsilon)
-        return [OptimizerGroup("total", adam, self.trainable_generator_variables)]
+        return [OptimizerGroup("total", adam, self.trainable_generator_variables, name="G")]
 
     def trainable_generator_variables(self):
         return [
@@ -204,9 +207,17 @@ class CRN(SynthesisModel):
             for variable in layer.trainable_variables
         ]
 
-    def generate(self, inputs, training: bool = False):
-        one_hot = tf.one_hot(tf.cast(self.label_ids(inputs["label"]), tf.int32), self.num_classes)
+    def generate(self, label, training: bool = False):
+        """Label ids in the data's label space -> K images [N, K, H, W, 3] on the 0..255 scale."""
+        one_hot = tf.one_hot(tf.cast(self.label_ids(label), tf.int32), self.num_classes)
         return self.generator(one_hot, training=training)
+
+    def serving_endpoints(self):
+        def render(label):
+            images = self.generate(label)
+            return {"image": images[:, 0], "images": images}
+
+        return {self.RENDER: render}
 
     def compute_losses(self, batch, training=True):
         cfg = self.config
@@ -249,7 +260,7 @@ class CRN(SynthesisModel):
 
     def sample_columns(self, batch):
         ids = tf.cast(self.label_ids(batch["label"]), tf.int32)
-        images = self.generate(batch)
+        images = self.generate(batch["label"])
         outputs = tf.cast(tf.clip_by_value(tf.round(images), 0, 255), tf.uint8)
         return ([tf.gather(self.palette, ids), tf.cast(batch["image"], tf.uint8)]
                 + [outputs[:, k] for k in range(self.config.num_outputs)])

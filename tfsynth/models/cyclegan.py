@@ -46,6 +46,7 @@ from tfsynth import losses
 from tfsynth.data import labels
 from tfsynth.layers import ReflectionPadding2D, instance_norm
 from tfsynth.layers.discriminators import build_patch_discriminator, gan_init
+from tfsynth.endpoints import Endpoint, Input
 from tfsynth.models.base import OptimizerGroup, SynthesisModel, numeric
 from tfsynth.schedules import LinearDecay
 
@@ -300,7 +301,7 @@ class CycleGAN(SynthesisModel):
     """
 
     config_class = CycleGANConfig
-    export_kind = "image_to_image"
+    serving_state_keys = ("G_A", "G_B")
 
     def __init__(self, config: CycleGANConfig, source_label_space: str = "cityscapes35", **kwargs):
         super().__init__(config, source_label_space, **kwargs)
@@ -319,8 +320,8 @@ class CycleGAN(SynthesisModel):
 
     # ------------------------------------------------------------------------------ data
     @property
-    def uses_label(self) -> bool:
-        return self.config.domains_from == "labels"
+    def record_fields(self) -> tuple[str, ...]:
+        return ("image", "label") if self.config.domains_from == "labels" else ("image",)
 
     @property
     def size_multiple(self) -> int:
@@ -361,7 +362,7 @@ class CycleGAN(SynthesisModel):
         Returns:
           (losses, (fake_a, fake_b)): every term already weighted (``cycle_a`` is
           ``lambda_a * L1``, ``idt_a`` is ``lambda_b * lambda_identity * L1``), and
-          ``generator``, their sum.
+          ``total``, their sum.
         """
         cfg = self.config
         fake_b = self.G_A(real_a, training=training)
@@ -369,8 +370,8 @@ class CycleGAN(SynthesisModel):
         reconstructed_a = self.G_B(fake_b, training=training)
         reconstructed_b = self.G_A(fake_a, training=training)
         result = {
-            "g_gan_a": losses.gan_generator_loss(self.D_A(fake_b, training=training), cfg.gan_mode),
-            "g_gan_b": losses.gan_generator_loss(self.D_B(fake_a, training=training), cfg.gan_mode),
+            "gan_a": losses.gan_generator_loss(self.D_A(fake_b, training=training), cfg.gan_mode),
+            "gan_b": losses.gan_generator_loss(self.D_B(fake_a, training=training), cfg.gan_mode),
             "cycle_a": cfg.lambda_a * losses.l1(reconstructed_a, real_a),
             "cycle_b": cfg.lambda_b * losses.l1(reconstructed_b, real_b),
         }
@@ -382,14 +383,14 @@ class CycleGAN(SynthesisModel):
             result["idt_b"] = cfg.lambda_a * cfg.lambda_identity * losses.l1(identity_a, real_a)
         else:
             result["idt_a"] = result["idt_b"] = tf.constant(0.0)
-        result["generator"] = tf.add_n(list(result.values()))
+        result["total"] = tf.add_n(list(result.values()))
         return result, (fake_a, fake_b)
 
     def discriminator_losses(self, real_a, real_b, fake_a, fake_b, training: bool = True):
         """``0.5 [(D(real) - 1)^2 + D(fake)^2]`` for D_A (domain B) and D_B (domain A).
 
         Returns:
-          (losses, ()): ``d_a``, ``d_b`` and ``discriminator``, their sum.
+          (losses, ()): ``D/a``, ``D/b`` and ``D/total``, their sum.
         """
         mode = self.config.gan_mode
         real, fake = losses.gan_discriminator_loss(self.D_A(real_b, training=training),
@@ -398,16 +399,7 @@ class CycleGAN(SynthesisModel):
         real, fake = losses.gan_discriminator_loss(self.D_B(real_a, training=training),
                                                    self.D_B(fake_a, training=training), mode)
         d_b = 0.5 * (real + fake)
-        return {"d_a": d_a, "d_b": d_b, "discriminator": d_a + d_b}, ()
-
-    def compute_losses(self, batch, training=True):
-        """Every loss of one step without updating anything or touching the image pools (the
-        discriminators see this step's fakes); for evaluation and FLOP counting."""
-        real_a, real_b = self._real_pair(batch)
-        g_losses, (fake_a, fake_b) = self.generator_losses(real_a, real_b, training)
-        d_losses, _ = self.discriminator_losses(real_a, real_b, tf.stop_gradient(fake_a),
-                                                tf.stop_gradient(fake_b), training)
-        return {**g_losses, **d_losses}
+        return {"D/a": d_a, "D/b": d_b, "D/total": d_a + d_b}, ()
 
     # ------------------------------------------------------------------------------ training
     def optimizer_groups(self):
@@ -420,45 +412,47 @@ class CycleGAN(SynthesisModel):
                                          epsilon=cfg.epsilon)
 
         return [
-            OptimizerGroup("generator", adam(),
-                           lambda: self.G_A.trainable_variables + self.G_B.trainable_variables),
-            OptimizerGroup("discriminator", adam(),
-                           lambda: self.D_A.trainable_variables + self.D_B.trainable_variables),
+            OptimizerGroup("total", adam(),
+                           lambda: self.G_A.trainable_variables + self.G_B.trainable_variables, name="G"),
+            OptimizerGroup("D/total", adam(),
+                           lambda: self.D_A.trainable_variables + self.D_B.trainable_variables, name="D"),
         ]
 
     def train_step(self, batch):
         """G_A and G_B first (D fixed), then D_A and D_B on pooled, detached fakes."""
         real_a, real_b = self._real_pair(batch)
         gradients, g_losses, (fake_a, fake_b) = self.group_gradients(
-            "generator", self.generator_losses, real_a, real_b)
-        self.apply_group_gradients("generator", gradients)
+            "total", self.generator_losses, real_a, real_b)
+        self.apply_group_gradients("total", gradients)
         # The fakes are those of this step's forward pass, before the generator update, as in
         # the authors' code; the pools swap in older ones half of the time once full.
         pooled_a = self.pool_a.query(fake_a)
         pooled_b = self.pool_b.query(fake_b)
         gradients, d_losses, _ = self.group_gradients(
-            "discriminator", self.discriminator_losses, real_a, real_b, pooled_a, pooled_b)
-        self.apply_group_gradients("discriminator", gradients)
+            "D/total", self.discriminator_losses, real_a, real_b, pooled_a, pooled_b)
+        self.apply_group_gradients("D/total", gradients)
         return {**g_losses, **d_losses}
 
     def extra_state(self) -> dict:
         return {"pool_fake_a": self.pool_a, "pool_fake_b": self.pool_b}
 
     # ------------------------------------------------------------------------------ inference
-    def translation_names(self) -> list[str]:
-        return list(TRANSLATIONS)
-
     def translate(self, name: str, images):
         """``a_to_b`` (G_A) or ``b_to_a`` (G_B): uint8 [N, H, W, 3] -> float [N, H, W, 3], 0..255."""
-        networks = {"a_to_b": self.G_A, "b_to_a": self.G_B}
-        if name not in networks:
-            raise ValueError(f"unknown translation {name!r}; valid: {', '.join(TRANSLATIONS)}")
-        return (networks[name](to_unit_range(images), training=False) + 1.0) * 127.5
+        network = {"a_to_b": self.G_A, "b_to_a": self.G_B}[name]
+        return (network(to_unit_range(images), training=False) + 1.0) * 127.5
 
-    def generate(self, inputs: dict, training: bool = False):
-        """A -> B as [N, 1, H, W, 3] on the 0..255 scale, from ``{"image"}`` or a domain batch."""
-        images = self.domain_images(inputs)[0] if "A" in inputs else inputs["image"]
-        return self.translate("a_to_b", images)[:, None]
+    def serving_endpoints(self):
+        """``a_to_b`` and ``b_to_a``. On a labelled dataset (``domains_from=labels``) domain A is
+        the colour-coded label image and B its photo, so A -> B is scored as label -> photo."""
+        from_labels = self.config.domains_from == "labels"
+        a_to_b = Endpoint("a_to_b", inputs=(Input("image", kind="image",
+                                                  source="label_color" if from_labels else "image"),),
+                          reference="image" if from_labels else None, conditioned_on_labels=from_labels)
+        b_to_a = Endpoint("b_to_a", inputs=(Input("image", kind="image", source="image"),),
+                          reference="label_color" if from_labels else None)
+        return {endpoint: (lambda image, name=endpoint.name: {"image": self.translate(name, image)})
+                for endpoint in (a_to_b, b_to_a)}
 
     def sample_columns(self, batch):
         """A | G_A(A) | G_B(G_A(A)) | B | G_B(B) | G_A(G_B(B))."""

@@ -34,6 +34,7 @@ import tensorflow as tf
 from tfsynth import losses
 from tfsynth.data import labels, transforms
 from tfsynth.layers import discriminators, normalization
+from tfsynth.endpoints import Endpoint, Input
 from tfsynth.models.base import OptimizerGroup, SynthesisModel, numeric
 from tfsynth.schedules import LinearDecay
 
@@ -318,6 +319,12 @@ class Pix2Pix(SynthesisModel):
     """pix2pix training: U-Net G, PatchGAN D, D then G updated every step."""
 
     config_class = Pix2PixConfig
+    #: label ids -> photo (the colour coding and scaling happen inside).
+    LABEL_TO_PHOTO = Endpoint("serving_default", inputs=(Input("label", kind="label", source="label"),),
+                              reference="image", conditioned_on_labels=True)
+    #: photo -> photo, for pairs of photos (records' ``target`` is the input, ``image`` the output).
+    PHOTO_TO_PHOTO = Endpoint("translate", inputs=(Input("image", kind="image", source="target"),),
+                              reference="image")
 
     def __init__(self, config: Pix2PixConfig, source_label_space: str = "cityscapes35", **kwargs):
         super().__init__(config, source_label_space, **kwargs)
@@ -334,16 +341,8 @@ class Pix2Pix(SynthesisModel):
 
     # -------------------------------------------------------------- what the model consumes
     @property
-    def export_kind(self) -> str:
-        return "image_to_image" if self.config.label_input == "image" else "label_to_image"
-
-    @property
-    def uses_label(self) -> bool:
-        return self.config.label_input != "image"
-
-    @property
-    def uses_target(self) -> bool:
-        return self.config.label_input == "image"
+    def record_fields(self) -> tuple[str, ...]:
+        return ("image", "target") if self.config.label_input == "image" else ("image", "label")
 
     @property
     def size_multiple(self) -> int:
@@ -372,24 +371,22 @@ class Pix2Pix(SynthesisModel):
 
     # ---------------------------------------------------------------------------- inference
     def generate(self, inputs, training: bool = False):
+        """G(x) on the 0..255 scale, [N, H, W, 3], from ``{"label"}`` or ``{"target"}``."""
         x = self.generator_input(inputs)
         y = self.generator([x, tf.zeros([2], tf.int64)], training=training)
-        return ((y + 1.0) * 127.5)[:, None]
+        return (y + 1.0) * 127.5
 
-    def translation_names(self):
-        return ["translate"]
-
-    def translate(self, name, images):
-        if name != "translate":
-            raise ValueError(f"unknown translation {name!r}; pix2pix has 'translate'")
-        return self.generate({"target": images})[:, 0]
+    def serving_endpoints(self):
+        if self.config.label_input == "image":
+            return {self.PHOTO_TO_PHOTO: lambda image: {"image": self.generate({"target": image})}}
+        return {self.LABEL_TO_PHOTO: lambda label: {"image": self.generate({"label": label})}}
 
     def sample_columns(self, batch):
         if self.config.label_input == "image":
             shown = tf.cast(batch["target"], tf.uint8)
         else:
             shown = tf.gather(self.palette, tf.cast(batch["label"], tf.int32))
-        outputs = tf.cast(tf.clip_by_value(tf.round(self.generate(batch)[:, 0]), 0, 255), tf.uint8)
+        outputs = tf.cast(tf.clip_by_value(tf.round(self.generate(batch)), 0, 255), tf.uint8)
         return [shown, outputs, tf.cast(batch["image"], tf.uint8)]
 
     # ----------------------------------------------------------------------------- training
@@ -404,15 +401,16 @@ class Pix2Pix(SynthesisModel):
                                          epsilon=1e-8, name=name)
 
         return [
-            OptimizerGroup("discriminator", adam("discriminator_adam"),
-                           lambda: self.discriminator.trainable_variables),
-            OptimizerGroup("generator", adam("generator_adam"), lambda: self.generator.trainable_variables),
+            OptimizerGroup("D/total", adam("discriminator_adam"),
+                           lambda: self.discriminator.trainable_variables, name="D"),
+            OptimizerGroup("total", adam("generator_adam"), lambda: self.generator.trainable_variables,
+                           name="G"),
         ]
 
     def step_seed(self, step=None):
         """The dropout seed of a training step (G's optimizer step by default) on this replica."""
         if step is None:
-            step = self._group("generator").optimizer.iterations if hasattr(self, "_groups") else 0
+            step = self.optimizers["G"].iterations if self._groups else 0
         context = tf.distribute.get_replica_context()
         replica = context.replica_id_in_sync_group if context is not None else 0
         return tf.stack([tf.cast(self.seed_base, tf.int64) + tf.cast(replica, tf.int64),
@@ -430,7 +428,7 @@ class Pix2Pix(SynthesisModel):
         fake_logits = self.discriminator(self._pair(x, fake), training=True)
         real_logits = self.discriminator(self._pair(x, real), training=True)
         d_real, d_fake = losses.gan_discriminator_loss(real_logits, fake_logits, self.config.gan_mode)
-        return {"d_real": d_real, "d_fake": d_fake, "discriminator": 0.5 * (d_real + d_fake)}, {}
+        return {"D/real": d_real, "D/fake": d_fake, "D/total": 0.5 * (d_real + d_fake)}, {}
 
     def generator_losses(self, batch, seed):
         """G's objective against the updated D: GAN(D(x, G(x)), real) + lambda * |G(x) - y|."""
@@ -440,7 +438,7 @@ class Pix2Pix(SynthesisModel):
         fake_logits = self.discriminator(self._pair(x, fake), training=True)
         g_gan = losses.gan_generator_loss(fake_logits, self.config.gan_mode)
         g_l1 = losses.l1(fake, real)
-        return {"g_gan": g_gan, "g_l1": g_l1, "generator": g_gan + self.config.lambda_l1 * g_l1}, {}
+        return {"gan": g_gan, "l1": g_l1, "total": g_gan + self.config.lambda_l1 * g_l1}, {}
 
     def train_step(self, batch):
         """PyTorch's order: forward G, update D on the detached fake, then update G.
@@ -450,23 +448,8 @@ class Pix2Pix(SynthesisModel):
         """
         batch = numeric(batch)
         seed = self.step_seed()
-        d_grads, d_losses, _ = self.group_gradients("discriminator", self.discriminator_losses, batch, seed)
-        self.apply_group_gradients("discriminator", d_grads)
-        g_grads, g_losses, _ = self.group_gradients("generator", self.generator_losses, batch, seed)
-        self.apply_group_gradients("generator", g_grads)
+        d_grads, d_losses, _ = self.group_gradients("D/total", self.discriminator_losses, batch, seed)
+        self.apply_group_gradients("D/total", d_grads)
+        g_grads, g_losses, _ = self.group_gradients("total", self.generator_losses, batch, seed)
+        self.apply_group_gradients("total", g_grads)
         return {**d_losses, **g_losses}
-
-    def compute_losses(self, batch, training=True):
-        """Every loss from one forward pass of G and the current D (evaluation, FLOP counts)."""
-        seed = self.step_seed()
-        x = self.generator_input(batch)
-        real = tf.cast(batch["image"], tf.float32) / 127.5 - 1.0
-        fake = self.generator([x, seed], training=training)
-        real_logits = self.discriminator(self._pair(x, real), training=training)
-        detached_logits = self.discriminator(self._pair(x, tf.stop_gradient(fake)), training=training)
-        fake_logits = self.discriminator(self._pair(x, fake), training=training)
-        d_real, d_fake = losses.gan_discriminator_loss(real_logits, detached_logits, self.config.gan_mode)
-        g_gan = losses.gan_generator_loss(fake_logits, self.config.gan_mode)
-        g_l1 = losses.l1(fake, real)
-        return {"d_real": d_real, "d_fake": d_fake, "discriminator": 0.5 * (d_real + d_fake),
-                "g_gan": g_gan, "g_l1": g_l1, "generator": g_gan + self.config.lambda_l1 * g_l1}

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from tfsynth.data import labels
 from tfsynth.layers import BilinearResize
+from tfsynth.endpoints import Endpoint, Input
 from tfsynth.models.base import OptimizerGroup, SynthesisModel
 
 
@@ -44,9 +45,11 @@ class SegmenterConfig:
             raise ValueError(f"image_size {self.image_size} must be multiples of 2**depth = {multiple}")
 
 
+# Synchronized batch norm: under a distribution strategy the statistics are those of the global
+# batch, so training on several replicas equals training on one.
 def _conv_bn_relu(x, filters: int, strides: int, name: str):
     x = keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=name)(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = keras.layers.BatchNormalization(synchronized=True, name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -54,7 +57,7 @@ def _residual(x, filters: int, name: str):
     shortcut = x
     x = _conv_bn_relu(x, filters, 1, f"{name}_a")
     x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_b")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_b_bn")(x)
+    x = keras.layers.BatchNormalization(synchronized=True, name=f"{name}_b_bn")(x)
     return keras.layers.ReLU(name=f"{name}_out")(keras.layers.Add(name=f"{name}_add")([x, shortcut]))
 
 
@@ -91,8 +94,11 @@ class Segmenter(SynthesisModel):
     """Photo -> Cityscapes trainIds (``cityscapes19``), trained with masked cross-entropy."""
 
     config_class = SegmenterConfig
-    export_kind = "image_to_label"
     label_space = "cityscapes19"
+    serving_state_keys = ("segmenter",)
+    #: photo -> trainIds (255 never predicted).
+    SEGMENT = Endpoint("serving_default", inputs=(Input("image", kind="image", source="image"),),
+                       outputs=("label",))
 
     def __init__(self, config: SegmenterConfig, source_label_space: str = "cityscapes35", **kwargs):
         super().__init__(config, source_label_space, **kwargs)
@@ -115,8 +121,8 @@ class Segmenter(SynthesisModel):
         return lambda example, seed: transforms.resize(example, size)
 
     def optimizer_groups(self):
-        return [OptimizerGroup("cross_entropy", keras.optimizers.Adam(self.config.learning_rate),
-                               lambda: self.segmenter.trainable_variables)]
+        return [OptimizerGroup("total", keras.optimizers.Adam(self.config.learning_rate),
+                               lambda: self.segmenter.trainable_variables, name="segmenter")]
 
     def segment(self, images, training: bool = False):
         """uint8 photos [N, H, W, 3] -> trainIds uint8 [N, H, W]."""
@@ -131,12 +137,10 @@ class Segmenter(SynthesisModel):
         correct = tf.logical_and(valid, tf.equal(predictions, train_ids))
         accuracy = tf.reduce_sum(tf.cast(correct, tf.float32)) / tf.maximum(
             tf.reduce_sum(tf.cast(valid, tf.float32)), 1.0)
-        return {"cross_entropy": masked_cross_entropy(train_ids, logits), "pixel_accuracy": accuracy}
+        return {"total": masked_cross_entropy(train_ids, logits), "pixel_accuracy": accuracy}
 
-    def generate(self, inputs, training: bool = False):
-        """The colourised prediction as a one-output "image" [N, 1, H, W, 3] (grids, bench)."""
-        ids = tf.cast(self.segment(inputs["image"], training=training), tf.int32)
-        return tf.cast(tf.gather(self.palette, ids), tf.float32)[:, None]
+    def serving_endpoints(self):
+        return {self.SEGMENT: lambda image: {"label": self.segment(image)}}
 
     def sample_columns(self, batch):
         ids = tf.cast(self.segment(batch["image"]), tf.int32)

@@ -1,0 +1,139 @@
+"""The run directory (``model_dir``) and export directories, in one place.
+
+``config.json`` (the resolved run), rebuilding the model it describes, restoring what a purpose
+needs from its checkpoints, the next export version, and an export's ``tfsynth_export.json``.
+Training, export, infer, evaluate and bench all go through here. Every file is written
+atomically (a temporary file renamed over the target), so a crash or a full disk never leaves
+a truncated ``config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+
+from tfsynth import config as config_lib
+from tfsynth import registry
+
+CONFIG_JSON = "config.json"
+EXPORT_INFO = "tfsynth_export.json"
+
+
+class RunDirError(ValueError):
+    """A model_dir or export that cannot be used; the message names the flag and the file."""
+
+
+def write_json(path: str, data) -> None:
+    """Writes ``data`` as JSON to ``path`` atomically."""
+    write_bytes(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Writes ``path`` atomically: a temporary file beside it, flushed, then renamed over it."""
+    directory = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def read_json(path: str, flag: str) -> dict:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise RunDirError(f"{flag}: {path} not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RunDirError(f"{flag}: {path} is not valid JSON ({error})") from None
+
+
+# ----------------------------------------------------------------------------------- model_dir
+
+def read_config(model_dir: str, flag: str = "--model_dir") -> dict:
+    path = os.path.join(model_dir, CONFIG_JSON)
+    if not os.path.exists(path):
+        raise RunDirError(f"{flag}: {path} not found: is {model_dir} a tfsynth model_dir?")
+    return read_json(path, flag)
+
+
+def write_config(model_dir: str, resolved: dict) -> None:
+    write_json(os.path.join(model_dir, CONFIG_JSON), resolved)
+
+
+def build_model(saved: dict):
+    """The (untrained) model a ``config.json`` describes."""
+    model_class = registry.get(saved["model"]).load()
+    config = config_lib.build_config(model_class.config_class, base=saved["hparams"])
+    return model_class(config, source_label_space=saved["data"]["label_space"])
+
+
+def latest_checkpoint(model_dir: str, flag: str = "--model_dir") -> str:
+    import tensorflow as tf
+
+    latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    if latest is None:
+        raise RunDirError(f"{flag}: no checkpoint in {os.path.join(model_dir, 'checkpoints')}")
+    return latest
+
+
+def load_model(model_dir: str, purpose: str = "serving", flag: str = "--model_dir"):
+    """Rebuilds the model of ``model_dir`` and restores what ``purpose`` needs from its latest
+    checkpoint: ``serving`` (the export's state), or ``networks`` (every network: warm starts).
+
+    Returns:
+      (model, the model's registry name).
+    """
+    import tensorflow as tf
+
+    saved = read_config(model_dir, flag)
+    model = build_model(saved)
+    latest = latest_checkpoint(model_dir, flag)
+    state = model.serving_state() if purpose == "serving" else model.networks
+    tf.train.Checkpoint(**state).restore(latest).expect_partial().assert_existing_objects_matched()
+    return model, saved["model"]
+
+
+# ------------------------------------------------------------------------------------- exports
+
+def next_export_dir(model_dir: str) -> str:
+    """``model_dir/export/<n+1>``: TF Serving serves the highest integer version."""
+    root = os.path.join(model_dir, "export")
+    versions = [int(name) for name in os.listdir(root) if re.fullmatch(r"\d+", name)] if os.path.isdir(root) else []
+    return os.path.join(root, str(max(versions, default=0) + 1))
+
+
+def read_export_info(export_dir: str, flag: str = "--saved_model") -> dict:
+    """An export's declaration (``tfsynth_export.json``), with its endpoints parsed."""
+    from tfsynth.endpoints import Endpoint
+
+    path = os.path.join(export_dir, EXPORT_INFO)
+    if not os.path.exists(path):
+        raise RunDirError(f"{flag}: {path} not found: is {export_dir} a tfsynth export (export/<version>)?")
+    info = read_json(path, flag)
+    try:
+        info["endpoints"] = [Endpoint.from_json(item) for item in info["endpoints"]]
+    except (KeyError, TypeError, ValueError) as error:
+        raise RunDirError(f"{flag}: {path} was written by an older tfsynth or is damaged ({error}); "
+                          "export the model again") from None
+    return info
+
+
+def find_endpoint(info: dict, signature: str):
+    """The endpoint an export serves under ``signature`` (``serving_default``: the first)."""
+    endpoints = info["endpoints"]
+    if signature == "serving_default":
+        return endpoints[0]
+    for endpoint in endpoints:
+        if endpoint.name == signature:
+            return endpoint
+    raise RunDirError(f"--signature={signature}: this export serves "
+                      f"{', '.join(['serving_default'] + [e.name for e in endpoints if e.name != 'serving_default'])}")
