@@ -359,10 +359,3 @@ class VGGFeatures(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "depth": self.depth, "layers": list(self.feature_names),
                 "pooling": self.pooling, "weights": self.weights_arg}
-
-
-def build_vgg(depth: int = 19,
-              layers: Sequence[str] = ("conv1_2", "conv2_2", "conv3_2", "conv4_2", "conv5_2"),
-              pooling: str = "avg", weights: str = "random", **kwargs) -> VGGFeatures:
-    """Builds a frozen :class:`VGGFeatures`; see that class for the arguments."""
-    return VGGFeatures(depth=depth, layers=layers, pooling=pooling, weights=weights, **kwargs)

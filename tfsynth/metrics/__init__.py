@@ -5,12 +5,11 @@ Accumulation is numpy (streaming: feed batches, read the result at the end); net
 importing this package is cheap.
 """
 
-from tfsynth.metrics.diversity import DiversityAccumulator, diversity
+from tfsynth.metrics.diversity import DiversityAccumulator
 from tfsynth.metrics.fid import (
     InceptionFeatures,
     KIDResult,
     MetricsWeightsError,
-    StreamingStatistics,
     feature_statistics,
     fid_from_features,
     frechet_distance,
@@ -28,7 +27,7 @@ from tfsynth.metrics.segmentation import (
 
 __all__ = [
     "ConfusionMatrix", "DiversityAccumulator", "InceptionFeatures", "KIDResult", "MeanMetric",
-    "MetricsWeightsError", "ORACLE", "StreamingStatistics", "diversity", "feature_statistics",
+    "MetricsWeightsError", "ORACLE", "feature_statistics",
     "fid_from_features", "frechet_distance", "kernel_inception_distance", "markdown_table",
     "polynomial_mmd2_unbiased", "psnr", "resize_for_scoring", "scores", "ssim",
     "train_ids_from_label_ids", "write_image_grid", "write_report",

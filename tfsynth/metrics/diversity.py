@@ -47,7 +47,7 @@ def feature_label(layers: Sequence[str]) -> str:
 
 
 class DiversityAccumulator:
-    """Streams :func:`diversity` over batches of inputs.
+    """The mean pairwise distances of the module docstring, fed batch by batch of inputs.
 
     Args:
         features: Optional callable mapping float [M, H, W, 3] RGB on 0..255 to a dict of
@@ -106,13 +106,3 @@ class DiversityAccumulator:
         if not applicable:
             result["note"] = NOT_APPLICABLE if k == 1 else "no outputs seen"
         return result
-
-
-def diversity(outputs, features: Optional[Callable] = None) -> Dict[str, object]:
-    """Mean pairwise distance between each input's K outputs; see :class:`DiversityAccumulator`.
-
-    Args:
-        outputs: ``[N, K, H, W, 3]`` (or ``[K, H, W, 3]`` for one input), 0..255.
-        features: Optional VGGFeatures-like callable returning a dict of features.
-    """
-    return DiversityAccumulator(features).update(outputs).result()

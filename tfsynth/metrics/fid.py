@@ -61,47 +61,6 @@ def feature_statistics(features) -> Tuple[np.ndarray, np.ndarray]:
     return x.mean(axis=0), np.cov(x, rowvar=False)
 
 
-class StreamingStatistics:
-    """Accumulates feature mean and covariance batch by batch (float64 sums).
-
-    Gives the same result as :func:`feature_statistics` on the concatenated batches without
-    keeping the features. Sums are taken around the first batch's mean (a shift that leaves the
-    covariance unchanged) so that large feature offsets do not cancel catastrophically.
-    """
-
-    def __init__(self):
-        self.count = 0
-        self._shift = None
-        self._sum = None
-        self._outer = None
-
-    def update(self, features) -> "StreamingStatistics":
-        x = np.asarray(features, np.float64)
-        if x.ndim != 2:
-            raise ValueError(f"features must be [N, D], got shape {x.shape}")
-        if x.shape[0] == 0:
-            return self
-        if self._shift is None:
-            self._shift = x.mean(axis=0)
-            self._sum = np.zeros_like(self._shift)
-            self._outer = np.zeros((x.shape[1], x.shape[1]))
-        elif x.shape[1] != self._shift.shape[0]:
-            raise ValueError(f"feature size {x.shape[1]} != {self._shift.shape[0]} seen before")
-        centred = x - self._shift
-        self._sum += centred.sum(axis=0)
-        self._outer += centred.T @ centred
-        self.count += x.shape[0]
-        return self
-
-    def result(self) -> Tuple[np.ndarray, np.ndarray]:
-        """(mu, sigma) of everything seen; sigma uses the N - 1 normaliser."""
-        if self.count < 2:
-            raise ValueError(f"need at least 2 feature vectors, have {self.count}")
-        mean_centred = self._sum / self.count
-        sigma = (self._outer - self.count * np.outer(mean_centred, mean_centred)) / (self.count - 1)
-        return self._shift + mean_centred, sigma
-
-
 def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2).
 

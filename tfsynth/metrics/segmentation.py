@@ -126,13 +126,6 @@ class ConfusionMatrix:
         self.matrix += np.bincount(labels * n + predictions, minlength=n * n).reshape(n, n)
         return self
 
-    def merge(self, other: "ConfusionMatrix") -> "ConfusionMatrix":
-        """Adds another matrix of the same size (e.g. from a parallel worker)."""
-        if other.num_classes != self.num_classes:
-            raise ValueError(f"cannot merge {other.num_classes}-class into {self.num_classes}-class")
-        self.matrix += other.matrix
-        return self
-
     def scores(self) -> Dict[str, object]:
         """The scores of the pixels seen so far; see :func:`scores`."""
         return scores(self.matrix)

@@ -81,13 +81,19 @@ def build_segmenter(config: SegmenterConfig, num_classes: int = 19) -> keras.Mod
 
 
 def masked_cross_entropy(train_ids, logits, ignore_id: int = labels.IGNORE_ID):
-    """Mean per-pixel cross-entropy over pixels whose label is not ``ignore_id``."""
+    """Per-pixel cross-entropy averaged over each image's labelled pixels (those not
+    ``ignore_id``), then over the images.
+
+    Normalising per image keeps the loss of a batch the mean of its examples' losses, so that
+    replicas holding parts of a batch add up to the whole batch's loss.
+    """
     train_ids = tf.cast(train_ids, tf.int32)
     valid = tf.not_equal(train_ids, ignore_id)
     safe = tf.where(valid, train_ids, tf.zeros_like(train_ids))
     per_pixel = tf.nn.sparse_softmax_cross_entropy_with_logits(safe, tf.cast(logits, tf.float32))
     valid = tf.cast(valid, tf.float32)
-    return tf.reduce_sum(per_pixel * valid) / tf.maximum(tf.reduce_sum(valid), 1.0)
+    per_image = tf.reduce_sum(per_pixel * valid, axis=[1, 2]) / tf.maximum(tf.reduce_sum(valid, axis=[1, 2]), 1.0)
+    return tf.reduce_mean(per_image)
 
 
 class Segmenter(SynthesisModel):
