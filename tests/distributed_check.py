@@ -1,8 +1,11 @@
-"""Trains a tiny CRN for two steps on one device and mirrored over two logical CPUs, from the
-same weights and batches, with plain SGD (Adam's scale invariance would hide a wrong
+"""Trains a family's tiny model for two steps on one device and mirrored over two logical CPUs,
+from the same weights and batches, with plain SGD (Adam's scale invariance would hide a wrong
 per-replica loss scaling; TF_NOTES Q1), and prints the largest weight difference as JSON.
 
-Run as a script: the logical devices must be configured before TensorFlow initialises.
+    python tests/distributed_check.py FAMILY [EXTRA_HPARAMS]
+
+Run as a script: the logical devices must be configured before TensorFlow initialises. GAN
+steps run their D and G updates as in training, each all-reduced on its own.
 """
 
 import json
@@ -10,6 +13,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from tfsynth import distribute  # noqa: E402
 
@@ -19,40 +23,59 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from family_support import tiny_family  # noqa: E402
 from tfsynth import training  # noqa: E402
-from tfsynth.data import pipelines  # noqa: E402
-from tfsynth.models import base, crn  # noqa: E402
+
+FAMILY = sys.argv[1]
+EXTRA_HPARAMS = sys.argv[2] if len(sys.argv) > 2 else ""
+STEPS = 2
 
 
-class SGDCRN(crn.CRN):
-    def optimizer_groups(self):
-        return [base.OptimizerGroup("total", keras.optimizers.SGD(0.5), self.trainable_generator_variables)]
+def with_sgd(model):
+    """Every optimizer group of ``model`` minimised by SGD instead."""
+    groups = model.optimizer_groups
+
+    def sgd_groups():
+        result = groups()
+        for group in result:
+            group.optimizer = keras.optimizers.SGD(0.005)
+        return result
+
+    model.optimizer_groups = sgd_groups
+    return model
 
 
-config = crn.CRNConfig(image_size=(32, 64), max_channels=16, num_outputs=3, vgg_weights="random")
-split = pipelines.load_split(pipelines.resolve_data_dir("synthetic:32x64:20"), "train")
+def weights(model):
+    return {f"{name}/{variable.path}": variable.numpy() for name, network in model.networks.items()
+            for variable in network.trainable_weights}
 
 
 def train(strategy, initial=None):
+    """(starting weights by network, trained weights by path) after ``STEPS`` steps."""
+    keras.utils.set_random_seed(0)
     with strategy.scope():
-        model = SGDCRN(config, source_label_space=split.label_space)
-        model.prepare_training()
+        model, data_dir, _ = tiny_family(FAMILY, EXTRA_HPARAMS)
+        with_sgd(model).prepare_training()
         if initial is not None:
-            model.generator.set_weights(initial)
+            for name, network in model.networks.items():
+                network.set_weights(initial[name])
         step = tf.Variable(0, dtype=tf.int64)
-    start = [w.copy() for w in model.generator.get_weights()]
-    dataset = pipelines.make_dataset(split, batch_size=2, transform=model.example_transform(True), seed=3)
+    start = {name: network.get_weights() for name, network in model.networks.items()}
+    before = weights(model)
+    splits = training.training_splits(model, data_dir, "train")
+    dataset = training.make_model_dataset(model, splits, training=True, batch_size=2, seed=3)
     iterator = iter(dataset)
     step_fn = training.make_step_function(model, strategy, step)
-    for _ in range(2):
+    for _ in range(STEPS):
         step_fn(iterator)
-    return start, model.generator.get_weights()
+    return start, before, weights(model)
 
 
-start, single = train(tf.distribute.get_strategy())
-_, multi = train(mirrored, initial=start)
+start, before, single = train(tf.distribute.get_strategy())
+_, _, multi = train(mirrored, initial=start)
 print(json.dumps({
     "replicas": mirrored.num_replicas_in_sync,
-    "update_size": float(max(np.abs(a - b).max() for a, b in zip(single, start))),
-    "max_difference": float(max(np.abs(a - b).max() for a, b in zip(single, multi))),
+    "variables": len(single),
+    "update_size": float(max(np.abs(single[k] - before[k]).max() for k in single)),
+    "max_difference": float(max(np.abs(single[k] - multi[k]).max() for k in single)),
 }))
