@@ -26,21 +26,22 @@ def read_flagfile(path: str) -> dict:
     return values
 
 
-def tiny_family(name: str, extra_hparams: str = "", **model_kwargs):
-    """(model, training split, flag values) of family ``name`` at its smoke configuration."""
+def tiny_family(name: str, extra_hparams: str = "", model_class=None):
+    """(model, data dir, flag values) of family ``name`` at its smoke configuration (built as
+    ``model_class``, a subclass, when given)."""
     from tfsynth import config as config_lib
     from tfsynth import registry
     from tfsynth.data import pipelines, tfrecord
 
     flag_values = read_flagfile(smoke_flagfile(name))
-    model_class = registry.get(name).load()
+    model_class = model_class or registry.get(name).load()
     overrides = config_lib.parse_hparams(flag_values.get("hparams", []) + [extra_hparams])
     if "vgg_weights" in flag_values:
         overrides["vgg_weights"] = flag_values["vgg_weights"][-1]
     config = config_lib.build_config(model_class.config_class, overrides)
     data_dir = pipelines.resolve_data_dir(flag_values["train_data"][-1])
     label_space = tfrecord.read_dataset_json(data_dir).get("label_space") or "cityscapes35"
-    model = model_class(config, source_label_space=label_space, **model_kwargs)
+    model = model_class(config, source_label_space=label_space)
     return model, data_dir, flag_values
 
 

@@ -87,7 +87,7 @@ def test_export_holds_the_serving_state_only_and_equals_the_eager_endpoints(fami
     # The variables of the export are exactly the serving state's (generators, EMA, centres),
     # and its trainable ones add up to the parameters --dry_run prints for those networks.
     state = model.serving_state()
-    expected = sorted(int(np.prod(v.shape)) for item in state.values() for v in item.variables)
+    expected = sorted(int(np.prod(v.shape)) for v in model.serving_variables())
     assert sorted(int(np.prod(v.shape)) for v in loaded.variables) == expected
     counts = model.parameter_counts()
     printed = sum(counts[key] for key in state if key in counts)
@@ -203,3 +203,75 @@ def test_every_config_parses_and_builds(tmp_path, cache_dir):
         for network, count in model.parameter_counts().items():
             assert f"{network}  " in text and f"{count:,} parameters" in text, (name, network, text)
     assert not os.path.exists("/nonexistent")
+
+
+# ------------------------------------------------------------------ lifecycle hooks (tests/phased_family.py)
+
+@pytest.fixture
+def phased(monkeypatch):
+    import phased_family
+
+    monkeypatch.setitem(registry.MODELS, phased_family.SPEC.name, phased_family.SPEC)
+    return phased_family
+
+
+def test_optimizer_phases_switch_at_the_declared_step(phased, cache_dir):
+    import keras
+    import tensorflow as tf
+
+    from tfsynth import training
+    from tfsynth.models.crn import module_height
+
+    keras.utils.set_random_seed(0)
+    model, data_dir, _ = tiny_family("crn", model_class=phased.PhasedCRN)
+    model.prepare_training()
+    coarse = [v for layer in model.generator.layers if (module_height(layer.name) or 99) < 16
+              for v in layer.trainable_variables]
+    start = [v.numpy() for v in coarse]
+    splits = training.training_splits(model, data_dir, "train")
+    iterator = iter(training.make_model_dataset(model, splits, training=True, batch_size=2, seed=5))
+    step = training.make_step_function(model, tf.distribute.get_strategy(), tf.Variable(0, dtype=tf.int64))
+    for _ in range(phased.SWITCH_STEP):
+        step(iterator)
+    assert coarse and all(np.array_equal(a, v.numpy()) for a, v in zip(start, coarse))  # frozen
+    assert int(model.optimizers["G_fine"].iterations) == phased.SWITCH_STEP
+    assert int(model.optimizers["G"].iterations) == 0  # built from the start, untouched until the switch
+    step(iterator)
+    assert all(not np.array_equal(a, v.numpy()) for a, v in zip(start, coarse))
+    assert int(model.optimizers["G"].iterations) == 1 and int(model.optimizers["G_fine"].iterations) == 2
+
+
+def test_hooks_survive_kill_across_the_switch_and_the_export_serves_their_state(phased, tmp_path, cache_dir):
+    import tensorflow as tf
+
+    from tfsynth import run_dir
+
+    script = os.path.join(REPO_ROOT, "tests", "phased_family.py")
+    flagfile = smoke_flagfile("crn")
+    steps = ["--model=phased_crn", "--train_steps=4", "--checkpoint_every=2", "--image_every=100"]
+    reference = run_module(cache_dir, script, f"--flagfile={flagfile}", f"--model_dir={tmp_path / 'reference'}",
+                           *steps)
+    assert "(with the state computed after training)" in reference.stdout
+    train_killed_after_checkpoint(cache_dir, flagfile, tmp_path / "resumed", phased.SWITCH_STEP, *steps,
+                                  module=script)
+    run_module(cache_dir, script, f"--flagfile={flagfile}", f"--model_dir={tmp_path / 'resumed'}", *steps)
+    expected, actual = checkpoint_state(tmp_path / "reference"), checkpoint_state(tmp_path / "resumed")
+    assert any(key.startswith("generator_ema/") for key in expected)
+    assert any(key.startswith("optimizer_G_fine/") for key in expected)
+    assert_same_state(expected, actual)
+
+    # The export holds the EMA weights and the state computed after training, not the raw generator.
+    model, _ = run_dir.load_model(str(tmp_path / "reference"), purpose="networks")
+    tf.train.Checkpoint(**model.serving_state()).restore(
+        tf.train.latest_checkpoint(str(tmp_path / "reference" / "checkpoints"))).expect_partial()
+    assert float(tf.reduce_max(tf.abs(model.output_mean.value))) > 0
+    loaded = tf.saved_model.load(str(tmp_path / "reference" / "export" / "1"))
+    exported = sorted(float(np.sum(v.numpy())) for v in loaded.variables)
+    serving = sorted(float(np.sum(v.numpy())) for v in model.serving_variables())
+    raw = sorted(float(np.sum(v.numpy())) for v in model.generator.variables)
+    np.testing.assert_allclose(exported, serving, rtol=1e-6)
+    assert len(exported) == len(raw) + 1 and not np.allclose(exported[: len(raw)], raw)
+    label = tf.constant(np.random.default_rng(0).integers(0, 34, (1, 32, 64), dtype=np.uint8))
+    served = loaded.signatures["serving_default"](label=label)["images"].numpy()
+    eager = np.clip(np.round(model.serving_endpoints()[model.RENDER](label)["images"].numpy()), 0, 255)
+    assert np.abs(served.astype(int) - eager).max() <= 1

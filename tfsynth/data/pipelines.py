@@ -12,6 +12,7 @@ import dataclasses
 import os
 import re
 
+from absl import logging
 
 from tfsynth.data import tfrecord
 
@@ -79,7 +80,7 @@ def resolve_data_dir(spec: str, seed: int = 0) -> str:
     # build_synthetic stages in a temporary folder and renames it into place, so an interrupted
     # render is never mistaken for a finished one.
     convert.build_synthetic(target, num_train=count, num_val=max(1, count // 10),
-                            height=height, width=width, seed=seed, log=lambda line: print(line, flush=True))
+                            height=height, width=width, seed=seed, log=logging.info)
     return target
 
 

@@ -3,8 +3,9 @@
 from tfsynth.layers.normalization import SlimLayerNormalization, batch_norm, instance_norm, make_norm
 from tfsynth.layers.padding import ReflectionPadding2D
 from tfsynth.layers.resampling import AreaDownsample2D, BilinearResize
+from tfsynth.layers.state import StoredTensor
 
 __all__ = [
-    "AreaDownsample2D", "BilinearResize", "ReflectionPadding2D", "SlimLayerNormalization",
+    "AreaDownsample2D", "BilinearResize", "ReflectionPadding2D", "SlimLayerNormalization", "StoredTensor",
     "batch_norm", "instance_norm", "make_norm",
 ]

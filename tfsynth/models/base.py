@@ -191,13 +191,22 @@ class SynthesisModel(keras.Model):
 
     # ------------------------------------------------------------------ derived from the above
     def serving_state(self) -> dict:
-        """What an export holds and restores, by checkpoint key."""
+        """What an export holds and restores, by checkpoint key: Keras layers or models (a
+        family keeps non-network serving state, e.g. cluster centres, as a layer's weights)."""
         state = {**self.networks, **self.extra_state()}
         missing = [key for key in self.serving_state_keys if key not in state]
         if missing:
             raise KeyError(f"{type(self).__name__}.serving_state_keys names {missing}, which are "
                            "neither networks nor extra_state")
+        not_layers = [key for key in self.serving_state_keys if not isinstance(state[key], keras.layers.Layer)]
+        if not_layers:
+            # An export lists (and TF Serving restores) the variables of Keras layers only.
+            raise TypeError(f"{type(self).__name__}: serving state {not_layers} must be Keras layers or models")
         return {key: state[key] for key in self.serving_state_keys}
+
+    def serving_variables(self) -> list:
+        """Every variable an export holds."""
+        return [variable for item in self.serving_state().values() for variable in item.weights]
 
     def endpoint(self, name: str | None = None):
         """(Endpoint, function) by signature name; the first endpoint for None or serving_default."""
