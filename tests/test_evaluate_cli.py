@@ -1,7 +1,8 @@
-"""Evaluation end to end: a tiny segmenter and CRN, compared by tfsynth.evaluate."""
+"""Evaluation end to end: a tiny segmenter, CRN and CycleGAN, compared by tfsynth.evaluate."""
 
 import json
 import os
+import types
 
 import numpy as np
 import pytest
@@ -43,7 +44,12 @@ def test_segmenter_dry_run_and_export_signature(runs, run_cli):
     dry = run_cli("tfsynth.train", f"--flagfile={SEGMENTER_FLAGS}", "--model_dir=/nonexistent", "--dry_run")
     assert "segmenter" in dry.stdout and "parameters" in dry.stdout
     info = json.load(open(root / "segmenter" / "export" / "1" / "tfsynth_export.json"))
-    assert info["kind"] == "image_to_label" and info["output_label_space"] == "cityscapes19"
+    assert "kind" not in info and info["output_label_space"] == "cityscapes19"
+    assert info["endpoints"] == [{
+        "name": "serving_default", "outputs": ["label"], "scale": 1, "reference": None,
+        "conditioned_on_labels": False,
+        "inputs": [{"name": "image", "kind": "image", "source": "image", "optional": False}]}]
+    assert "serving_default" in info["signatures"] and "predict_png" in info["signatures"]
     serving = tf.saved_model.load(str(root / "segmenter" / "export" / "1")).signatures["serving_default"]
     labels = serving(image=tf.zeros([2, 32, 64, 3], tf.uint8))["label"]
     assert labels.dtype == tf.uint8 and labels.shape == (2, 32, 64)
@@ -73,6 +79,7 @@ def test_evaluate_compares_models_with_oracle_row(runs, run_cli, tmp_path):
     assert rows["a"]["fid"] == pytest.approx(rows["b"]["fid"])
     assert 0 <= rows["real images (oracle)"]["pixel_accuracy"] <= 1
     assert report["meta"]["examples"] == 6
+    assert report["meta"]["skipped"] == {}  # labels, segmenter, features, targets and K=3: all apply
     table = open(out / "report.md").read().splitlines()
     table_rows = [line for line in table if line.startswith("| ")]
     assert len(table_rows) == 1 + 3  # header + two models + oracle (the separator starts with "|-")
@@ -92,7 +99,7 @@ def test_evaluate_rejects_missing_export_and_offline_inception(runs, run_cli, tm
     wrong_kind = run_cli("tfsynth.evaluate", f"--saved_model={root / 'segmenter' / 'export' / '1'}",
                          "--eval_data=synthetic:32x64:20", "--inception=none", f"--out={tmp_path / 'o3'}",
                          check=False)
-    assert wrong_kind.returncode != 0 and "image_to_label export" in wrong_kind.stderr
+    assert wrong_kind.returncode != 0 and "outputs label, not images" in wrong_kind.stderr
 
 
 def test_protocol_options_class_list_scoring_size_and_ignore_label(runs, run_cli, tmp_path):
@@ -120,3 +127,108 @@ def test_protocol_options_class_list_scoring_size_and_ignore_label(runs, run_cli
     bad = run_cli("tfsynth.evaluate", *common, "--eval_classes=road,unicorn", f"--out={tmp_path / 'bad'}",
                   check=False)
     assert bad.returncode != 0 and "unicorn" in bad.stderr and "sky" in bad.stderr
+
+
+def _evaluate_flags(**values):
+    """The flag values of a ``tfsynth.evaluate`` command line, for calling ``evaluate`` in-process."""
+    defaults = dict(saved_model=None, eval_data=None, split="val", out=None, segmenter=None, inception="auto",
+                    vgg_weights="auto", num_examples=0, batch_size=4, grid_examples=4, input_size="train",
+                    scoring_size="label", eval_classes="", ignore_label=255, kid_subset_size=1000)
+    return types.SimpleNamespace(**{**defaults, **values})
+
+
+def _offline_inception(monkeypatch):
+    from tfsynth.metrics import fid
+
+    def offline():
+        raise OSError("URL fetch failure: no network")
+
+    monkeypatch.setattr(fid, "download_imagenet_inception", offline)
+
+
+def test_auto_inception_offline_goes_without_fid_and_says_so(runs, monkeypatch, tmp_path, capsys):
+    from tfsynth import evaluate
+    from tfsynth.metrics import fid
+
+    root, _ = runs
+    _offline_inception(monkeypatch)
+    out = tmp_path / "auto"
+    flags_values = _evaluate_flags(saved_model=f"crn:{root / 'crn' / 'export' / '1'}",
+                                   eval_data="synthetic:32x64:20", split="train", num_examples=4,
+                                   vgg_weights="random", out=str(out))
+    assert flags_values.inception == "auto"  # the default
+    evaluate.evaluate(flags_values)
+    printed = capsys.readouterr().out
+    assert "notice: FID/KID skipped" in printed and fid.howto() in printed
+    report = json.load(open(out / "report.json"))
+    rows = {r["model"]: r for r in report["rows"]}
+    assert set(rows) == {"crn", "real images (oracle)"}
+    row = rows["crn"]
+    assert "fid" not in row and "kid_mean" not in row
+    assert np.isfinite(row["psnr"]) and np.isfinite(row["diversity_pixel_l1"])
+    assert list(report["meta"]["skipped"]) == ["crn"]
+    skipped = report["meta"]["skipped"]["crn"]
+    assert "fid_kid" in skipped
+    assert "segmentation" in skipped and "--segmenter" in skipped["segmentation"]
+    assert "psnr_ssim" not in skipped and "diversity" not in skipped
+    assert report["meta"]["feature_extractor"].startswith("none")
+    markdown = open(out / "report.md").read()
+    assert "Not computed for crn:" in markdown and "fid_kid" in markdown
+
+    # An explicit source fails loudly instead.
+    with pytest.raises(evaluate.EvaluationError, match=r"(?s)--inception=keras.*URL fetch failure"):
+        evaluate.evaluate(_evaluate_flags(**{**vars(flags_values), "inception": "keras",
+                                             "out": str(tmp_path / "keras")}))
+    assert not (tmp_path / "keras" / "report.json").exists()
+
+
+@pytest.fixture(scope="module")
+def cyclegan_export(tmp_path_factory, cache_dir):
+    """An untrained CycleGAN between colour-coded labels and photos, exported."""
+    import keras
+
+    from tfsynth import export
+    from tfsynth.data import pipelines
+    from tfsynth.models.cyclegan import CycleGAN, CycleGANConfig
+
+    split = pipelines.load_split(pipelines.resolve_data_dir("synthetic:32x64:20"), "train")
+    keras.utils.set_random_seed(4)
+    model = CycleGAN(CycleGANConfig(domains_from="labels", generator="resnet_2blocks", base_filters=4,
+                                    discriminator_filters=4, load_size=(36, 72), crop_size=(32, 64),
+                                    pool_size=0), source_label_space=split.label_space)
+    path = str(tmp_path_factory.mktemp("cyclegan") / "export" / "1")
+    return export.export_model(model, path, model_name="cyclegan"), split
+
+
+def test_evaluate_feeds_an_image_to_image_export_from_the_field_it_declares(runs, cyclegan_export, run_cli,
+                                                                          tmp_path):
+    import tensorflow as tf
+
+    from tfsynth.data import labels, pipelines
+    from tfsynth.metrics import image_quality
+
+    root, _ = runs
+    path, split = cyclegan_export
+    out = tmp_path / "cyclegan"
+    run_cli("tfsynth.evaluate", f"--saved_model=cyclegan:{path}", "--eval_data=synthetic:32x64:20",
+            "--split=train", "--num_examples=4", f"--segmenter={root / 'segmenter' / 'export' / '1'}",
+            "--inception=none", f"--out={out}")
+    report = json.load(open(out / "report.json"))
+    (row,) = [r for r in report["rows"] if r["model"] == "cyclegan"]
+    # a_to_b (the first endpoint) reads the label map drawn in its palette and is compared with the
+    # photo; the outputs depict the labels, so they are segmented; one output: no diversity.
+    assert 0 <= row["pixel_accuracy"] <= 1 and np.isfinite(row["mean_iou"])
+    skipped = report["meta"]["skipped"]["cyclegan"]
+    assert set(skipped) == {"fid_kid", "diversity"}
+    assert "diversity_pixel_l1" not in row and "fid" not in row
+    # The PSNR is that of the export fed colour-coded labels (the same examples, in order).
+    batch = next(iter(pipelines.make_dataset(split, batch_size=4, shuffle=False, repeat=False)))
+    serve = tf.saved_model.load(path).signatures["a_to_b"]
+    colours = labels.colorize(batch["label"].numpy(), split.label_space)
+    from_colours = serve(image=tf.constant(colours))["image"].numpy()
+    from_photos = serve(image=batch["image"])["image"].numpy()
+    real = batch["image"].numpy()
+    expected = float(np.mean(image_quality.psnr(from_colours, real)))
+    assert row["psnr"] == pytest.approx(expected, rel=1e-4)
+    assert abs(float(np.mean(image_quality.psnr(from_photos, real))) - expected) > 1e-3
+    assert row["ssim"] == pytest.approx(float(np.mean(image_quality.ssim(from_colours, real))), rel=1e-4)

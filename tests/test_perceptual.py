@@ -10,7 +10,7 @@ import scipy.io
 import tensorflow as tf
 
 from tfsynth import perceptual
-from tfsynth.perceptual import PerceptualWeightsError, VGGFeatures, build_vgg
+from tfsynth.perceptual import PerceptualWeightsError, VGGFeatures
 
 MEAN_RGB = np.array([123.68, 116.779, 103.939], np.float32)
 H, W = 32, 64
@@ -58,8 +58,7 @@ def test_vgg19_names_and_shapes():
 
 
 def test_vgg16_names_shapes_and_truncation():
-    net = build_vgg(depth=16, layers=("conv2_2", "conv3_3", "conv5_3"))
-    assert isinstance(net, VGGFeatures)
+    net = VGGFeatures(depth=16, layers=("conv2_2", "conv3_3", "conv5_3"))
     out = net(_images())
     assert tuple(out["conv3_3"].shape) == (2, 8, 16, 256)
     assert tuple(out["conv5_3"].shape) == (2, 2, 4, 512)

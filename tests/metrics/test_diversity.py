@@ -7,7 +7,6 @@ from tfsynth.metrics.diversity import (
     FEATURE_KEY,
     PIXEL_KEY,
     DiversityAccumulator,
-    diversity,
 )
 from tfsynth.perceptual import VGGFeatures
 
@@ -30,9 +29,10 @@ class _TwoLayers:
 def test_identical_outputs_have_zero_diversity():
     x = np.random.default_rng(0).integers(0, 256, (1, 8, 8, 3), dtype=np.uint8)
     outputs = np.repeat(x[:, None], 4, axis=1)  # [1, 4, 8, 8, 3], four equal outputs
-    result = diversity(outputs, _TwoLayers())
+    result = DiversityAccumulator(_TwoLayers()).update(outputs).result()
     assert result[PIXEL_KEY] == 0 and result[FEATURE_KEY] == 0
     assert result["applicable"] and result["num_pairs"] == 6
+    assert result["num_inputs"] == 1 and result["num_outputs"] == 4
 
 
 def test_known_pixel_distance_by_hand():
@@ -40,30 +40,38 @@ def test_known_pixel_distance_by_hand():
     # Input 1: outputs 0, 0, 6   -> pairs 0, 6, 6 -> mean 4.
     # Mean over inputs: (80/3 + 4) / 2 = 46/3. Features a = x, b = 2x: (d + 2d) / 2 = 1.5 d.
     outputs = _constant_outputs([[0, 10, 40], [0, 0, 6]])
-    result = diversity(outputs.astype(np.uint8), _TwoLayers())
+    result = DiversityAccumulator(_TwoLayers()).update(outputs.astype(np.uint8)).result()
     assert result[PIXEL_KEY] == pytest.approx(46 / 3)
     assert result[FEATURE_KEY] == pytest.approx(1.5 * 46 / 3)
+    assert result["num_pairs"] == 3 and result["num_inputs"] == 2
     assert "pixel L1" in result["labels"][PIXEL_KEY]
     assert "a, b" in result["labels"][FEATURE_KEY]
     # Streaming one input at a time gives the same numbers.
     acc = DiversityAccumulator(_TwoLayers())
     acc.update(outputs[:1]).update(outputs[1])  # [K, H, W, 3] is one input
     assert acc.result()[PIXEL_KEY] == pytest.approx(46 / 3)
+    assert acc.result()[FEATURE_KEY] == pytest.approx(1.5 * 46 / 3)
     assert acc.result()["num_inputs"] == 2
 
 
 def test_single_output_is_not_applicable():
-    result = diversity(_constant_outputs([[5], [7]]), _TwoLayers())
+    result = DiversityAccumulator(_TwoLayers()).update(_constant_outputs([[5], [7]])).result()
     assert np.isnan(result[PIXEL_KEY]) and np.isnan(result[FEATURE_KEY])
     assert result["applicable"] is False and "not applicable" in result["note"]
     assert "K=1" in result["note"]
+
+
+def test_nothing_seen_is_not_applicable():
+    result = DiversityAccumulator().result()
+    assert np.isnan(result[PIXEL_KEY]) and FEATURE_KEY not in result
+    assert result["applicable"] is False and result["note"] == "no outputs seen"
 
 
 def test_with_vgg_features_and_mismatched_k():
     vgg = VGGFeatures(depth=16, layers=("conv1_2", "pool1"), weights="random")
     rng = np.random.default_rng(1)
     outputs = rng.integers(0, 256, (2, 3, 16, 16, 3), dtype=np.uint8)
-    result = diversity(outputs, vgg)
+    result = DiversityAccumulator(vgg).update(outputs).result()
     assert result[FEATURE_KEY] > 0 and np.isfinite(result[FEATURE_KEY])
     assert "conv1_2, pool1" in result["labels"][FEATURE_KEY]
     acc = DiversityAccumulator().update(outputs)

@@ -14,7 +14,6 @@ from tfsynth.metrics import fid
 from tfsynth.metrics.fid import (
     InceptionFeatures,
     MetricsWeightsError,
-    StreamingStatistics,
     feature_statistics,
     fid_from_features,
     frechet_distance,
@@ -78,18 +77,27 @@ def test_frechet_rejects_mismatched_shapes():
         frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
 
 
-def test_streaming_statistics_match_one_shot():
+def test_feature_statistics_by_hand():
+    # Three 2-d vectors (0, 0), (2, 0), (1, 3): mean (1, 1); deviations (-1, -1), (1, -1), (0, 2);
+    # with the N - 1 = 2 normaliser var_x = (1 + 1 + 0) / 2 = 1, var_y = (1 + 1 + 4) / 2 = 3,
+    # cov_xy = (1 - 1 + 0) / 2 = 0.
+    mu, sigma = feature_statistics([[0, 0], [2, 0], [1, 3]])
+    np.testing.assert_allclose(mu, [1, 1], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(sigma, [[1, 0], [0, 3]], rtol=0, atol=1e-12)
+    assert mu.dtype == np.float64 and sigma.dtype == np.float64
+
+
+def test_feature_statistics_match_reference_code_and_reject_too_few():
     rng = np.random.default_rng(4)
-    features = rng.normal(size=(50, 8)) * 3 + 1000.0  # Large offset: the shifted sums matter.
-    stream = StreamingStatistics()
-    for i in range(0, 50, 7):
-        stream.update(features[i:i + 7])
-    mu, sigma = stream.result()
-    mu_ref, sigma_ref = feature_statistics(features)
-    np.testing.assert_allclose(mu, mu_ref, rtol=1e-12)
-    np.testing.assert_allclose(sigma, np.cov(features, rowvar=False), rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(sigma, sigma_ref, rtol=1e-9, atol=1e-9)
-    assert stream.count == 50
+    features = (rng.normal(size=(50, 8)) * 3 + 1000.0).astype(np.float32)
+    mu, sigma = feature_statistics(features)
+    np.testing.assert_allclose(mu, np.mean(features.astype(np.float64), 0), rtol=1e-12)
+    np.testing.assert_allclose(sigma, np.cov(features.astype(np.float64), rowvar=False),
+                               rtol=1e-9, atol=1e-9)
+    with pytest.raises(ValueError, match="N >= 2"):
+        feature_statistics(features[:1])
+    with pytest.raises(ValueError, match="N >= 2"):
+        feature_statistics(features[0])
 
 
 # -------------------------------------------------------------------------------------- KID
@@ -222,8 +230,10 @@ def test_graph_source_feeds_batches_through_expanddims(tmp_path):
 
 
 def test_weights_errors(tmp_path, monkeypatch):
-    with pytest.raises(MetricsWeightsError, match="not found.*missing.pb"):
+    with pytest.raises(MetricsWeightsError, match="not found.*missing.pb") as error:
         InceptionFeatures(source=str(tmp_path / "missing.pb"))
+    assert fid.howto() in str(error.value)  # every weights error says how to go offline
+    assert fid.GRAPH_FILENAME in fid.howto() and fid.KERAS_NOTOP_FILENAME in fid.howto()
     garbage = tmp_path / "garbage.pb"
     garbage.write_bytes(b"\x00\x01not a graph" * 10)
     with pytest.raises(MetricsWeightsError, match="garbage.pb"):

@@ -205,6 +205,9 @@ def _check_train_step(config):
     changed = [not np.array_equal(b, a) for b, a in zip(before, after)]
     assert all(changed), [v.path for v, c in zip(model.generator.trainable_variables, changed)
                           if not c]
+    assert list(model.optimizers) == ["G"] and list(model.learning_rates()) == ["G"]
+    assert [group.loss for group in model._groups] == ["total"]
+    assert int(model.optimizers["G"].iterations) == 1
     return model
 
 
@@ -278,9 +281,44 @@ def test_generate_at_another_size():
     model = CRN(_tiny_config())
     assert model.size_multiple == 8
     label = np.random.default_rng(3).integers(0, 35, (2, 64, 128), dtype=np.uint8)
-    images = model.generate({"label": tf.constant(label)})
+    images = model.generate(tf.constant(label))
     assert tuple(images.shape) == (2, 3, 64, 128, 3)
     assert np.all(np.isfinite(images.numpy()))
+    # Label ids are those of the data's label space, mapped to cityscapes20 inside.
+    lut = labels.mapping_table("cityscapes35", "cityscapes20")
+    one_hot = np.eye(20, dtype=np.float32)[lut[label]]
+    np.testing.assert_allclose(images.numpy(), model.generator(one_hot).numpy(), atol=1e-4)
+
+
+def test_endpoint_serves_the_first_image_and_all_k():
+    model = CRN(_tiny_config())
+    assert model.record_fields == ("image", "label")
+    assert list(model.serving_state()) == ["generator"]
+    (endpoint,) = model.serving_endpoints()
+    assert endpoint.name == "serving_default" and endpoint.outputs == ("image", "images")
+    assert [(i.name, i.kind, i.source) for i in endpoint.inputs] == [("label", "label", "label")]
+    assert endpoint.reference == "image" and endpoint.conditioned_on_labels
+    label = tf.constant(np.random.default_rng(4).integers(0, 35, (2, 32, 64), dtype=np.uint8))
+    outputs = model.endpoint()[1](label=label)
+    assert set(outputs) == {"image", "images"}
+    images = model.generate(label).numpy()
+    assert tuple(outputs["images"].shape) == (2, 3, 32, 64, 3)
+    np.testing.assert_allclose(outputs["images"].numpy(), images, atol=1e-4)
+    np.testing.assert_allclose(outputs["image"].numpy(), images[:, 0], atol=1e-4)
+
+
+def test_eval_metrics_compare_the_first_image_and_the_k_outputs():
+    model = CRN(_tiny_config())
+    batch = _random_batch(seed=5)
+    metrics = {k: float(v) for k, v in model.eval_metrics(batch).items()}
+    assert set(metrics) == {"psnr", "ssim", "diversity_pixel_l1"}
+    images = np.clip(model.generate(batch["label"]).numpy(), 0, 255).astype(np.float64)
+    real = batch["image"].numpy().astype(np.float64)
+    mse = ((images[:, 0] - real) ** 2).mean(axis=(1, 2, 3))
+    assert metrics["psnr"] == pytest.approx(np.mean(10 * np.log10(255.0 ** 2 / mse)), rel=1e-4)
+    # Mean over the pairs (0, 1), (0, 2), (1, 2) of the mean absolute pixel difference.
+    pairs = [np.abs(images[:, i] - images[:, j]).mean() for i, j in ((0, 1), (0, 2), (1, 2))]
+    assert metrics["diversity_pixel_l1"] == pytest.approx(np.mean(pairs), rel=1e-4)
 
 
 def test_label_ids_use_crn_mapping():

@@ -12,8 +12,9 @@ from tfsynth.models import cyclegan
 from tfsynth.models.cyclegan import CycleGAN, CycleGANConfig, ImagePool, pool_update
 from tfsynth.schedules import LinearDecay
 
-LOSS_KEYS = {"g_gan_a", "g_gan_b", "cycle_a", "cycle_b", "idt_a", "idt_b", "generator",
-             "d_a", "d_b", "discriminator"}
+G_LOSS_KEYS = {"gan_a", "gan_b", "cycle_a", "cycle_b", "idt_a", "idt_b", "total"}
+D_LOSS_KEYS = {"D/a", "D/b", "D/total"}
+LOSS_KEYS = G_LOSS_KEYS | D_LOSS_KEYS
 
 
 def _tiny_config(**overrides):
@@ -182,10 +183,10 @@ def test_input_splits_and_labels_per_domain_source():
     splits = CycleGAN(_tiny_config(pool_size=0))
     assert splits.input_splits("train") == {"A": "trainA", "B": "trainB"}
     assert splits.input_splits("test") == {"A": "testA", "B": "testB"}
-    assert splits.uses_label is False
+    assert splits.record_fields == ("image",)
     from_labels = CycleGAN(_tiny_config(domains_from="labels", pool_size=0))
     assert from_labels.input_splits("train") == {"A": "train", "B": "train"}
-    assert from_labels.uses_label is True
+    assert from_labels.record_fields == ("image", "label")
 
 
 def test_labels_domain_is_the_colour_coded_label_image():
@@ -323,15 +324,15 @@ def test_cycle_and_identity_terms_on_a_hand_computed_example():
     # G_B(b) = -0.15, G_A(-0.15) = -0.075: cycle_b = 10 |-0.075 + 0.4| = 3.25
     # identity: G_A(b) = -0.2 -> 10 * 0.5 * 0.2 = 1.0;  G_B(a) = 1.15 -> 10 * 0.5 * 0.25 = 1.25
     # LSGAN: (0.5 - 1)^2 = 0.25 for each generator.
-    expected = {"g_gan_a": 0.25, "g_gan_b": 0.25, "cycle_a": 2.0, "cycle_b": 3.25,
-                "idt_a": 1.0, "idt_b": 1.25, "generator": 8.0}
+    expected = {"gan_a": 0.25, "gan_b": 0.25, "cycle_a": 2.0, "cycle_b": 3.25,
+                "idt_a": 1.0, "idt_b": 1.25, "total": 8.0}
     assert {k: round(float(v), 5) for k, v in result.items()} == expected
     np.testing.assert_allclose(fake_b.numpy(), 0.45, rtol=1e-6)
     np.testing.assert_allclose(fake_a.numpy(), -0.15, rtol=1e-6)
     d_losses, _ = model.discriminator_losses(real_a, real_b, fake_a, fake_b)
     # 0.5 [(0.5 - 1)^2 + 0.5^2] per discriminator.
-    assert {k: round(float(v), 5) for k, v in d_losses.items()} == {"d_a": 0.25, "d_b": 0.25,
-                                                                     "discriminator": 0.5}
+    assert {k: round(float(v), 5) for k, v in d_losses.items()} == {"D/a": 0.25, "D/b": 0.25,
+                                                                     "D/total": 0.5}
 
 
 def test_identity_uses_the_other_domains_lambda_and_can_be_switched_off():
@@ -344,7 +345,7 @@ def test_identity_uses_the_other_domains_lambda_and_can_be_switched_off():
     off = _known_networks(CycleGAN(_tiny_config(pool_size=0, lambda_identity=0.0)))
     result, _ = off.generator_losses(real_a, real_b)
     assert float(result["idt_a"]) == float(result["idt_b"]) == 0.0
-    assert float(result["generator"]) == pytest.approx(0.25 + 0.25 + 2.0 + 3.25)
+    assert float(result["total"]) == pytest.approx(0.25 + 0.25 + 2.0 + 3.25)
 
 
 # ------------------------------------------------------------------------- training
@@ -352,16 +353,21 @@ def test_identity_uses_the_other_domains_lambda_and_can_be_switched_off():
 def test_optimizers_are_one_adam_per_pair_with_linear_decay():
     model = CycleGAN(_tiny_config())
     model.prepare_training(steps_per_epoch=7)
-    generator, discriminator = model.optimizers["generator"], model.optimizers["discriminator"]
+    assert list(model.optimizers) == ["G", "D"] and list(model.learning_rates()) == ["G", "D"]
+    generator, discriminator = model.optimizers["G"], model.optimizers["D"]
     for optimizer in (generator, discriminator):
         assert isinstance(optimizer, keras.optimizers.Adam) and optimizer.beta_1 == 0.5
         schedule = optimizer._learning_rate
         assert isinstance(schedule, LinearDecay) and schedule.steps_per_epoch == 7
         assert schedule.initial_learning_rate == 2e-4
         assert (schedule.constant_epochs, schedule.decay_epochs) == (100, 100)
-    groups = {group.loss: group.variables() for group in model._groups}
-    assert len(groups["generator"]) == len(model.G_A.trainable_variables) * 2
-    assert {id(v) for v in groups["discriminator"]} == {
+    assert {group.name: group.loss for group in model._groups} == {"G": "total", "D": "D/total"}
+    assert all(group.start_step == 0 and group.stop_step is None for group in model._groups)
+    groups = {group.name: group.variables() for group in model._groups}
+    assert {id(v) for v in groups["G"]} == {
+        id(v) for v in model.G_A.trainable_variables + model.G_B.trainable_variables}
+    assert len(groups["G"]) == len(model.G_A.trainable_variables) * 2
+    assert {id(v) for v in groups["D"]} == {
         id(v) for v in model.D_A.trainable_variables + model.D_B.trainable_variables}
 
 
@@ -380,37 +386,84 @@ def test_train_step_updates_generators_then_discriminators():
     result = model.train_step(_batch())  # eagerly; the CLI tests run it traced
     assert set(result) == LOSS_KEYS
     assert all(np.isfinite(float(value)) for value in result.values()), result
-    assert model.update_order == ["generator", "discriminator"]
+    assert model.update_order == ["total", "D/total"]
     for name, network in model.networks.items():
         after = network.trainable_weights
         assert all(not np.array_equal(old, new.numpy()) for old, new in zip(before[name], after)), name
-    assert [int(model.optimizers[name].iterations) for name in ("generator", "discriminator")] == [1, 1]
+    assert [int(model.optimizers[name].iterations) for name in ("G", "D")] == [1, 1]
     assert int(model.pool_a.count.numpy()) == int(model.pool_b.count.numpy()) == 2  # both fakes pooled
     # The total generator loss is the sum of its six terms.
-    terms = sum(float(result[k]) for k in ("g_gan_a", "g_gan_b", "cycle_a", "cycle_b", "idt_a", "idt_b"))
-    assert float(result["generator"]) == pytest.approx(terms, rel=1e-5)
+    terms = sum(float(result[k]) for k in ("gan_a", "gan_b", "cycle_a", "cycle_b", "idt_a", "idt_b"))
+    assert float(result["total"]) == pytest.approx(terms, rel=1e-5)
+    assert float(result["D/total"]) == pytest.approx(float(result["D/a"]) + float(result["D/b"]), rel=1e-6)
 
 
-def test_compute_losses_has_every_key_and_touches_no_pool(tiny):
-    result = tiny.compute_losses(_batch())
-    assert set(result) == LOSS_KEYS
-    assert int(tiny.pool_a.count.numpy()) == 0
+def test_phase_losses_have_every_key_and_touch_no_pool(tiny):
+    real_a, real_b = tiny._real_pair(_batch())
+    g_losses, (fake_a, fake_b) = tiny.generator_losses(real_a, real_b, training=False)
+    assert set(g_losses) == G_LOSS_KEYS
+    assert tuple(fake_a.shape) == tuple(fake_b.shape) == (2, 32, 64, 3)
+    d_losses, extras = tiny.discriminator_losses(real_a, real_b, fake_a, fake_b, training=False)
+    assert set(d_losses) == D_LOSS_KEYS and extras == ()
+    assert float(d_losses["D/total"]) == pytest.approx(float(d_losses["D/a"]) + float(d_losses["D/b"]),
+                                                       rel=1e-6)
+    assert all(np.isfinite(float(value)) for value in {**g_losses, **d_losses}.values())
+    assert int(tiny.pool_a.count.numpy()) == int(tiny.pool_b.count.numpy()) == 0
 
 
 # ------------------------------------------------------------------------- inference
 
 def test_translate_maps_uint8_to_0_255_in_both_directions(tiny):
     images = tf.constant(np.random.default_rng(1).integers(0, 256, (2, 32, 64, 3), dtype=np.uint8))
-    assert tiny.translation_names() == ["a_to_b", "b_to_a"]
+    assert [endpoint.name for endpoint in tiny.serving_endpoints()] == ["a_to_b", "b_to_a"]
     for name, network in (("a_to_b", tiny.G_A), ("b_to_a", tiny.G_B)):
         out = tiny.translate(name, images).numpy()
         expected = (network(tf.cast(images, tf.float32) / 127.5 - 1).numpy() + 1) * 127.5
         np.testing.assert_allclose(out, expected, atol=1e-3)
         assert out.shape == (2, 32, 64, 3) and out.min() >= 0 and out.max() <= 255
-    with pytest.raises(ValueError, match="a_to_b, b_to_a"):
+        # The served function of the endpoint of that name is the same translation.
+        endpoint, function = tiny.endpoint(name)
+        assert endpoint.name == name and endpoint.outputs == ("image",)
+        outputs = function(image=images)
+        assert set(outputs) == {"image"}
+        np.testing.assert_allclose(outputs["image"].numpy(), out, atol=1e-4)
+    with pytest.raises(KeyError):
         tiny.translate("a_to_c", images)
-    assert tiny.export_kind == "image_to_image" and tiny.size_multiple == 4
+    with pytest.raises(KeyError, match="a_to_b, b_to_a"):
+        tiny.endpoint("a_to_c")
+    assert tiny.endpoint()[0].name == "a_to_b"  # the first endpoint is serving_default
+    assert tiny.size_multiple == 4
     assert tiny.training_size == (32, 64)
+
+
+def test_export_state_is_the_two_generators(tiny):
+    assert tiny.serving_state_keys == ("G_A", "G_B")
+    state = tiny.serving_state()
+    assert list(state) == ["G_A", "G_B"]
+    assert state["G_A"] is tiny.G_A and state["G_B"] is tiny.G_B
+
+
+def test_unpaired_endpoints_read_photos_and_have_no_reference(tiny):
+    a_to_b, b_to_a = tiny.serving_endpoints()
+    for endpoint in (a_to_b, b_to_a):
+        assert [(i.name, i.kind, i.source) for i in endpoint.inputs] == [("image", "image", "image")]
+        assert endpoint.reference is None and not endpoint.conditioned_on_labels
+    assert tiny.eval_metrics(_batch()) == {}  # unpaired batches hold no pairs
+
+
+def test_label_domain_endpoints_read_the_colour_coded_labels_as_trained():
+    model = CycleGAN(_tiny_config(domains_from="labels", pool_size=0))
+    a_to_b, b_to_a = model.serving_endpoints()
+    assert [(i.name, i.kind, i.source) for i in a_to_b.inputs] == [("image", "image", "label_color")]
+    assert a_to_b.reference == "image" and a_to_b.conditioned_on_labels
+    assert [(i.name, i.kind, i.source) for i in b_to_a.inputs] == [("image", "image", "image")]
+    assert b_to_a.reference == "label_color" and not b_to_a.conditioned_on_labels
+    # A record fed to a_to_b gives the colour image that training showed G_A as domain A.
+    batch = _batch()
+    records = {"image": batch["A"]["image"], "label": batch["A"]["label"]}
+    inputs = model.record_inputs(a_to_b, records)
+    np.testing.assert_array_equal(inputs["image"].numpy(), model.domain_images(batch)[0].numpy())
+    assert model.record_inputs(b_to_a, records)["image"] is records["image"]
 
 
 def test_sample_columns_are_a_fake_cycle_b_fake_cycle(tiny):

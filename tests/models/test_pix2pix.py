@@ -10,7 +10,9 @@ from tfsynth.data import labels
 from tfsynth.models.pix2pix import (Pix2Pix, Pix2PixBatchNormalization, Pix2PixConfig, SeededDropout,
                                     build_discriminator, build_generator)
 
-LOSS_KEYS = {"d_real", "d_fake", "discriminator", "g_gan", "g_l1", "generator"}
+D_LOSS_KEYS = {"D/real", "D/fake", "D/total"}
+G_LOSS_KEYS = {"gan", "l1", "total"}
+LOSS_KEYS = D_LOSS_KEYS | G_LOSS_KEYS
 
 
 @pytest.fixture(scope="module")
@@ -212,14 +214,16 @@ def test_train_step_finite_losses_and_both_networks_move():
     assert set(losses) == LOSS_KEYS
     values = {k: float(v) for k, v in losses.items()}
     assert all(np.isfinite(v) for v in values.values()), values
-    assert values["discriminator"] == pytest.approx(0.5 * (values["d_real"] + values["d_fake"]), rel=1e-5)
-    assert values["generator"] == pytest.approx(values["g_gan"] + 100 * values["g_l1"], rel=1e-5)
+    assert values["D/total"] == pytest.approx(0.5 * (values["D/real"] + values["D/fake"]), rel=1e-5)
+    assert values["total"] == pytest.approx(values["gan"] + 100 * values["l1"], rel=1e-5)
     for before, network in ((g_before, model.generator), (d_before, model.discriminator)):
         kernels = [i for i, w in enumerate(network.weights) if w.path.endswith("kernel")]
         moved = [i for i in kernels if not np.array_equal(before[i], network.weights[i].numpy())]
         assert moved == kernels, network.name
-    assert int(model.optimizers["generator"].iterations) == 2
-    assert int(model.optimizers["discriminator"].iterations) == 2
+    assert sorted(model.optimizers) == ["D", "G"] and sorted(model.learning_rates()) == ["D", "G"]
+    assert {group.name: group.loss for group in model._groups} == {"D": "D/total", "G": "total"}
+    assert int(model.optimizers["G"].iterations) == 2
+    assert int(model.optimizers["D"].iterations) == 2
 
 
 def test_discriminator_is_updated_first_and_generator_trains_against_it():
@@ -235,14 +239,14 @@ def test_discriminator_is_updated_first_and_generator_trains_against_it():
     model.generator.set_weights(g_before)
     model.discriminator.set_weights(d_before)
     d_losses, _ = model.discriminator_losses(batch, seed)
-    assert float(d_losses["discriminator"]) == pytest.approx(losses["discriminator"], rel=1e-5)
-    old_d_gan = float(model.generator_losses(batch, seed)[0]["g_gan"])
+    assert float(d_losses["D/total"]) == pytest.approx(losses["D/total"], rel=1e-5)
+    old_d_gan = float(model.generator_losses(batch, seed)[0]["gan"])
     # G's phase: the starting G (same dropout masks) against the *updated* D.
     model.discriminator.set_weights(d_after)
     g_losses, _ = model.generator_losses(batch, seed)
-    assert float(g_losses["g_gan"]) == pytest.approx(losses["g_gan"], rel=1e-5)
-    assert float(g_losses["g_l1"]) == pytest.approx(losses["g_l1"], rel=1e-5)
-    assert abs(old_d_gan - losses["g_gan"]) > 1e-4
+    assert float(g_losses["gan"]) == pytest.approx(losses["gan"], rel=1e-5)
+    assert float(g_losses["l1"]) == pytest.approx(losses["l1"], rel=1e-5)
+    assert abs(old_d_gan - losses["gan"]) > 1e-4
 
 
 def test_generator_running_statistics_move_once_per_step():
@@ -312,7 +316,10 @@ def test_generate_shape_scale_and_colour_input():
     model = Pix2Pix(tiny())
     batch = random_batch()
     images = model.generate(batch).numpy()
-    assert images.shape == (2, 1, 32, 32, 3) and images.min() >= 0 and images.max() <= 255
+    assert images.shape == (2, 32, 32, 3) and images.min() >= 0 and images.max() <= 255
+    expected = (model.generator([model.generator_input(batch), tf.zeros([2], tf.int64)],
+                                training=False).numpy() + 1) * 127.5  # [-1, 1] -> 0..255
+    np.testing.assert_allclose(images, expected, atol=1e-3)
     palette = labels.cityscapes35().palette()
     x = model.generator_input(batch).numpy()
     np.testing.assert_allclose(x, palette[batch["label"].numpy()] / 127.5 - 1, atol=1e-6)
@@ -320,20 +327,41 @@ def test_generate_shape_scale_and_colour_input():
     assert [c.dtype for c in columns] == [tf.uint8] * 3
     np.testing.assert_array_equal(columns[0], palette[batch["label"].numpy()])
     np.testing.assert_array_equal(columns[2], batch["image"])
-    assert model.export_kind == "label_to_image" and model.uses_label and not model.uses_target
+    np.testing.assert_array_equal(columns[1], np.clip(np.round(images), 0, 255).astype(np.uint8))
+    assert model.record_fields == ("image", "label")
+    assert model.serving_state_keys == ("generator",) and list(model.serving_state()) == ["generator"]
+    # The one endpoint: label ids -> photo, compared with the record's photo, segmentable.
+    (endpoint,) = model.serving_endpoints()
+    assert endpoint.name == "serving_default" and endpoint.outputs == ("image",)
+    assert [(i.name, i.kind, i.source) for i in endpoint.inputs] == [("label", "label", "label")]
+    assert endpoint.reference == "image" and endpoint.conditioned_on_labels
+    served = model.endpoint("serving_default")[1](label=batch["label"])
+    assert set(served) == {"image"}
+    np.testing.assert_allclose(served["image"].numpy(), images, atol=1e-4)
+    with pytest.raises(KeyError, match="serving_default"):
+        model.endpoint("translate")
 
 
 def test_onehot_and_image_inputs():
     onehot = Pix2Pix(tiny(label_input="onehot"))
     assert onehot.generator.input[0].shape[-1] == 35 and onehot.discriminator.input.shape[-1] == 38
-    assert onehot.export_kind == "label_to_image"
-    photo = Pix2Pix(tiny(label_input="image"))
-    assert photo.export_kind == "image_to_image" and photo.uses_target and not photo.uses_label
-    assert photo.translation_names() == ["translate"]
+    assert onehot.record_fields == ("image", "label")
+    assert onehot.endpoint()[0] == Pix2Pix.LABEL_TO_PHOTO
     batch = random_batch()
+    one_hot_served = onehot.endpoint()[1](label=batch["label"])["image"]
+    np.testing.assert_allclose(one_hot_served, onehot.generate(batch), atol=1e-4)
+    photo = Pix2Pix(tiny(label_input="image"))
+    assert photo.record_fields == ("image", "target")
+    # Photo -> photo: one endpoint, "translate", reading the record's target and reproducing its image.
+    (endpoint,) = photo.serving_endpoints()
+    assert endpoint.name == "translate" and photo.endpoint()[0] is endpoint
+    assert [(i.name, i.kind, i.source) for i in endpoint.inputs] == [("image", "image", "target")]
+    assert endpoint.reference == "image" and not endpoint.conditioned_on_labels
     np.testing.assert_allclose(photo.generator_input(batch), batch["target"].numpy() / 127.5 - 1, atol=1e-6)
-    translated = photo.translate("translate", batch["target"])
-    np.testing.assert_allclose(translated, photo.generate(batch)[:, 0], atol=1e-4)
+    translated = photo.endpoint("translate")[1](**photo.record_inputs(endpoint, batch))["image"]
+    np.testing.assert_allclose(translated, photo.generate(batch), atol=1e-4)
+    np.testing.assert_allclose(translated, photo.generate({"target": batch["target"]}), atol=1e-4)
+    assert np.abs(translated.numpy() - photo.generate({"target": batch["image"]}).numpy()).max() > 1e-3
     np.testing.assert_array_equal(photo.sample_columns(batch)[0], batch["target"])
     photo.prepare_training(steps_per_epoch=1)
     losses = photo.train_step({"image": batch["image"], "target": batch["target"]})
@@ -347,20 +375,59 @@ def test_test_modes():
     # "paper": each image normalised by its own statistics, as PyTorch tests (BN in training
     # mode, batch size 1), without dropout, and independent of the rest of the batch.
     alone = [paper.generator([x[i:i + 1], tf.zeros([2], tf.int64)], training=True) for i in range(2)]
-    together = paper.generate(batch)[:, 0].numpy()
+    together = paper.generate(batch).numpy()
     np.testing.assert_allclose(together, (np.concatenate(alone, 0) + 1) * 127.5, atol=2e-3)
-    np.testing.assert_allclose(paper.generate({"label": batch["label"][:1]})[:, 0], together[:1], atol=2e-3)
+    np.testing.assert_allclose(paper.generate({"label": batch["label"][:1]}), together[:1], atol=2e-3)
     # "eval": the running averages.
     evaluation = Pix2Pix(tiny(dropout=0.0, test_mode="eval"))
     evaluation.generator.set_weights(paper.generator.get_weights())
     running = evaluation.generator([x, tf.zeros([2], tf.int64)], training=False)
-    np.testing.assert_allclose(evaluation.generate(batch)[:, 0], (running + 1) * 127.5, atol=1e-3)
-    assert np.abs(evaluation.generate(batch)[:, 0] - together).max() > 1
+    np.testing.assert_allclose(evaluation.generate(batch), (running + 1) * 127.5, atol=1e-3)
+    assert np.abs(evaluation.generate(batch) - together).max() > 1
     assert all(layer.test_statistics == "moving" for layer in evaluation.generator.layers
                if isinstance(layer, Pix2PixBatchNormalization))
 
 
-def test_compute_losses_has_every_key():
+class _Half(keras.Model):
+    """G([x, seed]) = 0.5 x."""
+
+    def call(self, inputs, training=False):
+        return 0.5 * inputs[0]
+
+
+class _OutputMean(keras.Model):
+    """D(x, y): one logit per pixel, the mean of y's channels."""
+
+    def call(self, pair, training=False):
+        return tf.reduce_mean(pair[..., 3:], axis=-1, keepdims=True)
+
+
+def test_phase_losses_on_a_hand_computed_example():
+    model = Pix2Pix(tiny(label_input="image"))
+    model.generator, model.discriminator = _Half(), _OutputMean()
+    batch = {"target": tf.fill([2, 4, 4, 3], tf.constant(255, tf.uint8)),
+             "image": tf.zeros([2, 4, 4, 3], tf.uint8)}
+    seed = tf.constant([1, 2], tf.int64)
+    # x = 255 / 127.5 - 1 = 1, so G(x) = 0.5; y = 0 / 127.5 - 1 = -1. Logits: real -1, fake 0.5.
+    # D: BCE(-1, 1) = log(1 + e), BCE(0.5, 0) = log(1 + e^0.5), D/total = half their sum.
+    d_losses, extras = model.discriminator_losses(batch, seed)
+    assert set(d_losses) == D_LOSS_KEYS and extras == {}
+    d_real, d_fake = np.log1p(np.e), np.log1p(np.exp(0.5))
+    assert float(d_losses["D/real"]) == pytest.approx(d_real, rel=1e-6)  # 1.313262
+    assert float(d_losses["D/fake"]) == pytest.approx(d_fake, rel=1e-6)  # 0.974077
+    assert float(d_losses["D/total"]) == pytest.approx(0.5 * (d_real + d_fake), rel=1e-6)  # 1.143670
+    # G: non-saturating BCE(0.5, 1) = log(1 + e^-0.5); L1 |0.5 - (-1)| = 1.5; total gan + 100 L1.
+    g_losses, extras = model.generator_losses(batch, seed)
+    assert set(g_losses) == G_LOSS_KEYS and extras == {}
+    assert float(g_losses["gan"]) == pytest.approx(np.log1p(np.exp(-0.5)), rel=1e-6)  # 0.474077
+    assert float(g_losses["l1"]) == pytest.approx(1.5, rel=1e-6)
+    assert float(g_losses["total"]) == pytest.approx(np.log1p(np.exp(-0.5)) + 150.0, rel=1e-6)
+
+
+def test_phase_losses_of_the_real_networks_have_every_key():
     model = Pix2Pix(tiny())
-    losses = model.compute_losses(random_batch(), training=True)
-    assert set(losses) == LOSS_KEYS and all(np.isfinite(float(v)) for v in losses.values())
+    batch, seed = random_batch(), tf.constant([0, 0], tf.int64)
+    d_losses, _ = model.discriminator_losses(batch, seed)
+    g_losses, _ = model.generator_losses(batch, seed)
+    assert set(d_losses) == D_LOSS_KEYS and set(g_losses) == G_LOSS_KEYS
+    assert all(np.isfinite(float(v)) for v in {**d_losses, **g_losses}.values())
