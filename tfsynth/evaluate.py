@@ -100,22 +100,28 @@ class Export:
         return metric not in self.skipped
 
     def inputs(self, batch: dict, flag: str, first_index: int) -> dict:
-        """The endpoint's inputs from a batch of records, spatial ones at the model's input size."""
+        """The endpoint's inputs from a batch of records, at the model's input size: maps
+        resized nearest (then coloured, for colour-label inputs), photos bilinearly."""
         import tensorflow as tf
 
         from tfsynth.models.base import record_source
 
         size = model_input_size(flag, self.info, batch["image"].shape[1:3])
+
+        def resize(name, value):
+            if name in ("label", "instance"):
+                return tf.image.resize(value[..., None], size, method="nearest")[..., 0]
+            resized = tf.image.resize(tf.cast(value, tf.float32), size)
+            return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+        fields = {"label" if spec.source == "label_color" else spec.source for spec in self.endpoint.inputs}
+        records = {name: resize(name, value) for name, value in batch.items() if name in fields}
+        records.setdefault("image", batch["image"])  # the batch size, for seeds
         inputs = {}
         for spec in self.endpoint.inputs:
-            value = record_source(batch, spec.source, self.info["label_space"])
+            value = record_source(records, spec.source, self.info["label_space"])
             if spec.source == "index":
                 value = value + first_index
-            elif spec.kind in ("label", "instance"):
-                value = tf.image.resize(value[..., None], size, method="nearest")[..., 0]
-            elif spec.kind == "image":
-                value = tf.cast(tf.clip_by_value(tf.round(tf.image.resize(tf.cast(value, tf.float32), size)),
-                                                 0, 255), tf.uint8)
             inputs[spec.name] = tf.cast(value, spec.dtype)
         return inputs
 

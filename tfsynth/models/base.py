@@ -24,6 +24,7 @@ import math
 from typing import Callable
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfsynth.endpoints import Endpoint
@@ -363,7 +364,8 @@ def record_source(batch: dict, source: str, label_space: str):
     if source == "label_color":
         from tfsynth.data import labels
 
-        palette = tf.constant(labels.get_label_space(label_space).palette())
+        # Padded to 256 ids: ids outside the label space are drawn black.
+        palette = tf.constant(labels.colorize(np.arange(256), label_space))
         return tf.gather(palette, tf.cast(batch["label"], tf.int32))
     if source == "index":
         return tf.range(tf.shape(batch["image"])[0], dtype=tf.int64)
