@@ -100,7 +100,7 @@ def test_export_holds_the_serving_state_only_and_equals_the_eager_endpoints(fami
     assert [Endpoint.from_json(e.to_json()) for e in endpoints] == list(endpoints)
     for endpoint, function in endpoints.items():
         inputs = model.record_inputs(endpoint, _records(batch))
-        served = loaded.signatures[endpoint.name](**inputs)
+        served = loaded.signatures[endpoint.signature_name(inputs)](**inputs)
         eager = function(**inputs)
         assert set(served) == set(endpoint.outputs)
         for output in endpoint.outputs:

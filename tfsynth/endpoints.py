@@ -24,14 +24,18 @@ import dataclasses
 #:   label     uint8 [N, H, W] class ids (``--input``: 8-bit id PNGs or colour-coded label images)
 #:   instance  int32 [N, H, W] instance ids (``--instance``: 16-bit instanceIds PNGs)
 #:   image     uint8 [N, H, W, 3] photos (``--input``: PNG or JPEG files)
-#:   seed      int64 [N] one seed per output image (``--num_samples`` and ``--seed``)
+#:   seed      int64 [N] one seed per output image (``--num_samples`` and ``--seed`` for
+#:             unconditional models; ``--seed`` for every input of conditional ones)
 #:   latent    float32 [N, D] latent vectors (not read from files; ``seed`` is their file-free form)
+#:   cluster_map  int32 [N, H, W] a style (cluster index) per instance, read at its pixels; -1:
+#:             drawn from the seed (pix2pixHD's instance styles; not read from files)
 INPUT_KINDS = {
     "label": ("uint8", (None, None, None)),
     "instance": ("int32", (None, None, None)),
     "image": ("uint8", (None, None, None, 3)),
     "seed": ("int64", (None,)),
     "latent": ("float32", (None, None)),
+    "cluster_map": ("int32", (None, None, None)),
 }
 #: Kinds read from files on disk (and so able to take a PNG-bytes signature).
 FILE_KINDS = ("label", "instance", "image")
@@ -44,8 +48,8 @@ OUTPUT_KINDS = ("image", "images", "label")
 #: (``Endpoint.reference``) from an evaluation record: a record field (``image``, ``label``,
 #: ``instance``, ``target``), ``label_color`` (the label map drawn in its palette, as
 #: colour-label models read it), or ``index`` (the example's position: seeds of unconditional
-#: models).
-SOURCES = ("image", "label", "instance", "target", "label_color", "index")
+#: models), or ``none`` (an optional input no record feeds, e.g. a user's style choice).
+SOURCES = ("image", "label", "instance", "target", "label_color", "index", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +73,8 @@ class Input:
             raise ValueError(f"input {self.name!r}: kind must be one of {', '.join(INPUT_KINDS)}")
         if self.source not in SOURCES:
             raise ValueError(f"input {self.name!r}: source must be one of {', '.join(SOURCES)}")
+        if self.source == "none" and not self.optional:
+            raise ValueError(f"input {self.name!r}: an input no record feeds must be optional")
 
     @property
     def dtype(self) -> str:
@@ -121,6 +127,12 @@ class Endpoint:
         if len(required) == 1 and required[0].kind in ("label", "image"):
             return required[0]
         return None
+
+    def signature_name(self, given) -> str:
+        """The signature serving this endpoint when only the inputs named in ``given`` are
+        passed: ``name``, or ``name_without_<optional>[_<optional>...]``."""
+        dropped = [spec.name for spec in self.inputs if spec.optional and spec.name not in given]
+        return f"{self.name}_without_{'_'.join(dropped)}" if dropped else self.name
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)

@@ -64,12 +64,16 @@ class Export:
             raise EvaluationError(f"{path} outputs {', '.join(self.endpoint.outputs)}, not images: "
                                   "nothing here scores it (a segmenter is passed with --segmenter)")
         fields = record_fields(split)
-        needs = {spec.source for spec in self.endpoint.inputs} - {"index"}
-        needs = {"label" if source == "label_color" else source for source in needs}
+        needs = {"label" if spec.source == "label_color" else spec.source
+                 for spec in self.endpoint.inputs if not spec.optional} - {"index"}
         missing = sorted(needs - fields)
         if missing:
             raise EvaluationError(f"{path} reads {', '.join(missing)} from each example, which "
                                   f"{split.data_dir} [{split.name}] does not hold")
+        # Optional inputs are fed where the data holds them (pix2pixHD's instance maps).
+        self.fed = [spec for spec in self.endpoint.inputs if spec.source == "index" or
+                    ("label" if spec.source == "label_color" else spec.source) in fields]
+        self.signature_name = self.endpoint.signature_name([spec.name for spec in self.fed])
         if "label" in needs and self.info["label_space"] != split.label_space:
             raise EvaluationError(f"{path} reads {self.info['label_space']} labels but {split.data_dir} "
                                   f"holds {split.label_space}")
@@ -88,7 +92,7 @@ class Export:
                                          if reference is None else f"the data holds no {reference}")
         if "images" not in self.endpoint.outputs or self.info["num_outputs"] < 2:
             self.skipped["diversity"] = "a single output per input"
-        self.signature = tf.saved_model.load(path).signatures[self.endpoint.name]
+        self.signature = tf.saved_model.load(path).signatures[self.signature_name]
         self.confusion = segmentation.ConfusionMatrix(segmentation.NUM_TRAIN_CLASSES, ignore_label)
         self.psnr = image_quality.MeanMetric("psnr")
         self.ssim = image_quality.MeanMetric("ssim")
@@ -114,11 +118,11 @@ class Export:
             resized = tf.image.resize(tf.cast(value, tf.float32), size)
             return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
-        fields = {"label" if spec.source == "label_color" else spec.source for spec in self.endpoint.inputs}
+        fields = {"label" if spec.source == "label_color" else spec.source for spec in self.fed}
         records = {name: resize(name, value) for name, value in batch.items() if name in fields}
         records.setdefault("image", batch["image"])  # the batch size, for seeds
         inputs = {}
-        for spec in self.endpoint.inputs:
+        for spec in self.fed:
             value = record_source(records, spec.source, self.info["label_space"])
             if spec.source == "index":
                 value = value + first_index

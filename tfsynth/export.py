@@ -6,8 +6,8 @@ Every signature is derived from the family's declared endpoints (:mod:`tfsynth.e
   the declared inputs by name (``label`` uint8 [N, H, W], ``image`` uint8 [N, H, W, 3],
   ``instance`` int32 [N, H, W], ``seed`` int64 [N] ...) and returning the declared outputs as
   uint8 (``image`` [N, H', W', 3], ``images`` [N, K, H', W', 3], ``label`` [N, H, W]);
-* an endpoint with optional inputs gets a second signature without them,
-  ``<name>_without_<input>``;
+* an endpoint with optional inputs gets a signature for every subset of them left out,
+  ``<name>_without_<input>[_<input>...]``;
 * ``predict_png`` for the first endpoint that reads one file: ``<input>_png_bytes`` string [N]
   -> ``<output>_png_bytes`` string [N] (TF Serving's REST API base64-encodes outputs whose names
   end in ``_bytes``).
@@ -114,18 +114,26 @@ def png_function(model, endpoint, function, max_size: int):
     return predict_png, [tf.TensorSpec([None], tf.string, name=f"{spec.name}_png_bytes")]
 
 
+def signature_variants(endpoint) -> list[tuple[str, tuple]]:
+    """(signature name, inputs) for the endpoint with every subset of its optional inputs left
+    out: ``name``, then ``name_without_a``, ``name_without_a_b`` ... (TF Serving signatures
+    have no optional inputs)."""
+    optional = [spec.name for spec in endpoint.inputs if spec.optional]
+    variants = []
+    for mask in range(2 ** len(optional)):
+        dropped = {name for bit, name in enumerate(optional) if mask >> bit & 1}
+        kept = tuple(spec for spec in endpoint.inputs if spec.name not in dropped)
+        variants.append((endpoint.signature_name([spec.name for spec in kept]), kept))
+    return variants
+
+
 def signatures(model, max_size: int) -> dict:
     """Every signature of ``model``'s export: name -> (function, input signature)."""
     import tensorflow as tf
 
     result = {}
     for index, (endpoint, function) in enumerate(model.serving_endpoints().items()):
-        variants = [(endpoint.name, endpoint.inputs)]
-        optional = [spec for spec in endpoint.inputs if spec.optional]
-        if optional:
-            variants.append((f"{endpoint.name}_without_{'_'.join(spec.name for spec in optional)}",
-                             tuple(spec for spec in endpoint.inputs if not spec.optional)))
-        for name, inputs in variants:
+        for name, inputs in signature_variants(endpoint):
             specs = [tf.TensorSpec(list(spec.shape), spec.dtype, name=spec.name) for spec in inputs]
             serve = serving_function(model, endpoint, function, [spec.name for spec in inputs], max_size)
             result[name] = (serve, specs)

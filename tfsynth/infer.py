@@ -127,9 +127,12 @@ def read_examples(flags_values, info: dict, endpoint) -> list[tuple[str, str, di
     """[(output stem, where it came from, inputs by name, input size)] for every example."""
     file_inputs = [spec for spec in endpoint.inputs if spec.kind in READERS]
     seeds = [spec for spec in endpoint.inputs if spec.kind == "seed"]
-    if any(spec.kind == "latent" and not spec.optional for spec in endpoint.inputs):
-        raise InferenceError(f"--signature={endpoint.name} takes latent vectors; infer feeds seeds")
-    if seeds:
+    unreadable = [spec.name for spec in endpoint.inputs
+                  if spec.kind not in READERS and spec.kind != "seed" and not spec.optional]
+    if unreadable:
+        raise InferenceError(f"--signature={endpoint.name} takes {', '.join(unreadable)}, which infer cannot read "
+                             "from files; call the SavedModel directly")
+    if seeds and endpoint.spatial_input is None:
         if not flags_values.num_samples:
             raise InferenceError(f"--num_samples: this export draws images from seeds; say how many")
         return [(f"seed_{seed}", f"seed {seed}", {spec.name: np.array(seed, np.int64) for spec in seeds}, None)
@@ -156,6 +159,8 @@ def read_examples(flags_values, info: dict, endpoint) -> list[tuple[str, str, di
             if inputs[spec.name].shape[:2] != inputs[primary.name].shape[:2]:
                 raise InferenceError(f"{match}: size {inputs[spec.name].shape[:2]} differs from "
                                      f"{path}'s {inputs[primary.name].shape[:2]}")
+        # Conditional models with seeds (pix2pixHD's styles): --seed for every input.
+        inputs.update({spec.name: np.array(flags_values.seed, np.int64) for spec in seeds})
         examples.append((stem, path, inputs, inputs[primary.name].shape[:2]))
     return examples
 
@@ -224,16 +229,14 @@ def main(argv):
             kinds = {spec.name: spec.kind for spec in endpoint.inputs}
             try:
                 inputs = {key: fit_to_multiple(value, multiple, flags_values.fit, kinds[key], origin)
-                          for key, value in inputs.items()}
+                          if kinds[key] in READERS else value for key, value in inputs.items()}
                 fitted = next(iter(inputs.values())).shape[:2]
                 if max(fitted) * scale > info["max_size"]:
                     raise InferenceError(f"{origin}: size {fitted[0]}x{fitted[1]} (x{scale}) exceeds the export's "
                                          f"max_size {info['max_size']}")
             except InferenceError as error:
                 sys.exit(f"error: {error}")
-            missing = [spec.name for spec in endpoint.inputs if spec.optional and spec.name not in inputs]
-            if missing:
-                name = f"{endpoint.name}_without_{'_'.join(missing)}"
+            name = endpoint.signature_name(inputs)
         outputs = loaded[name](**{key: tf.constant(np.asarray(value)[None]) for key, value in inputs.items()})
         written = []
         for output, files in output_files(stem, endpoint, info["num_outputs"]).items():

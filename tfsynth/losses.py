@@ -108,3 +108,46 @@ def gan_generator_loss(fake_logits, mode: str = "vanilla"):
 def l1(a, b):
     """mean |a - b| over every element (pix2pix's L1 term, CycleGAN's cycle and identity terms)."""
     return tf.reduce_mean(tf.abs(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)))
+
+
+# ------------------------------------------------------------------------------ pix2pixHD
+
+def feature_matching(fake_features, real_features, num_layers: int = 3):
+    """pix2pixHD's GAN feature-matching loss (Wang et al. 2018, Eq. 4; code weights).
+
+    ``L_FM = sum_s sum_j (1 / S) (4 / (num_layers + 1)) mean |D_s,j(fake) - D_s,j(real)|`` over the
+    S discriminator scales and each scale's intermediate features j (every output but the final
+    logits). The real features are constants: the discriminator is not trained by this term.
+
+    Args:
+      fake_features, real_features: per scale, the list of a discriminator's outputs.
+      num_layers: strided layers of each discriminator (3), which sets the per-layer weight.
+
+    Returns:
+      The unweighted loss (the paper multiplies it by lambda = 10).
+    """
+    scales = len(fake_features)
+    weight = (1.0 / scales) * (4.0 / (num_layers + 1))
+    terms = [tf.reduce_mean(tf.abs(tf.cast(fake, tf.float32) - tf.stop_gradient(tf.cast(real, tf.float32))))
+             for fake_scale, real_scale in zip(fake_features, real_features)
+             for fake, real in zip(fake_scale[:-1], real_scale[:-1])]
+    return weight * tf.add_n(terms)
+
+
+def weighted_feature_l1(fake_features, real_features, weights):
+    """``sum_i w_i mean |F_i(fake) - F_i(real)|``: pix2pixHD's VGG loss with w = (1/32, 1/16,
+    1/8, 1/4, 1) on relu1_1 .. relu5_1 (the paper multiplies it by lambda = 10). The real
+    features are constants."""
+    return tf.add_n([w * tf.reduce_mean(tf.abs(tf.cast(fake, tf.float32) - tf.stop_gradient(tf.cast(real, tf.float32))))
+                     for w, fake, real in zip(weights, fake_features, real_features)])
+
+
+def multiscale_gan_losses(real_outputs, fake_outputs, mode: str = "lsgan"):
+    """(real, fake) discriminator terms summed over scales, each judged on its final logits."""
+    terms = [gan_discriminator_loss(real[-1], fake[-1], mode) for real, fake in zip(real_outputs, fake_outputs)]
+    return tf.add_n([t[0] for t in terms]), tf.add_n([t[1] for t in terms])
+
+
+def multiscale_gan_generator_loss(fake_outputs, mode: str = "lsgan"):
+    """The generator's adversarial term summed over discriminator scales (final logits)."""
+    return tf.add_n([gan_generator_loss(fake[-1], mode) for fake in fake_outputs])

@@ -37,6 +37,8 @@ MODELS = {
                      "Cascaded Refinement Networks (Chen & Koltun 2017): labels -> photo"),
     "pix2pix": ModelSpec("pix2pix", "tfsynth.models.pix2pix", "Pix2Pix",
                          "pix2pix (Isola et al. 2017): paired translation, U-Net + PatchGAN, cGAN + L1"),
+    "pix2pixhd": ModelSpec("pix2pixhd", "tfsynth.models.pix2pixhd", "Pix2PixHD",
+                           "pix2pixHD (Wang et al. 2018): coarse-to-fine G, multi-scale D, instance maps and styles"),
     "cyclegan": ModelSpec("cyclegan", "tfsynth.models.cyclegan", "CycleGAN",
                           "CycleGAN (Zhu et al. 2017): unpaired translation with cycle consistency"),
     "segmenter": ModelSpec("segmenter", "tfsynth.models.segmenter", "Segmenter",

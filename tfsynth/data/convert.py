@@ -5,7 +5,8 @@ Used by ``tools/build_tfrecords.py`` and by training, which caches its built-in 
 and validated again by ``tfrecord.serialize`` before it reaches a shard. Without ``skip_bad``
 the first bad example stops the split, and ``tfrecord.ShardedWriter`` removes its unfinished
 shards; with ``skip_bad`` bad examples are logged with their reason and counted, and the counts
-go into ``dataset.json``.
+go into ``dataset.json``. A dataset is written in a staging folder and swapped in whole, so a
+failed or killed conversion never touches the dataset already in its output folder.
 """
 
 from __future__ import annotations
@@ -162,12 +163,15 @@ def convert_dataset(
     skip_bad: bool = False,
     num_workers: int = DEFAULT_NUM_WORKERS,
     extra_info: Mapping | None = None,
+    overwrite: bool = False,
     log: Log = print_line,
 ) -> dict:
     """Converts every split, then writes ``dataset.json``; returns what it wrote there.
 
-    ``dataset.json`` is removed at the start and written only once every split succeeded, so a
-    folder with a ``dataset.json`` always holds the complete dataset it describes.
+    Everything is written to a staging folder beside ``out_dir`` (``<out_dir>.tmp-<pid>``) and
+    swapped in only once every split and ``dataset.json`` are complete, so a bad source, a full
+    disk or a kill leaves a dataset already in ``out_dir`` as it was, and a replaced dataset
+    keeps no shard of a split that was not converted again.
 
     Args:
       splits: split name -> its listed examples (list them all first, so that a missing split
@@ -178,12 +182,64 @@ def convert_dataset(
       label_space: label space name, or None for image-only data.
       image_format, size, num_shards, skip_bad, num_workers, log: as for ``convert``.
       extra_info: more keys for ``dataset.json`` (the synthetic seed, say).
+      overwrite: replace a dataset already in ``out_dir`` (without it, that is an error).
+
+    Raises:
+      DataError: as ``check_output_dir`` and ``convert`` do.
     """
-    os.makedirs(out_dir, exist_ok=True)
-    stale_info = os.path.join(out_dir, tfrecord.DATASET_JSON)
-    if os.path.exists(stale_info):
-        os.remove(stale_info)
+    check_output_dir(out_dir, overwrite)
     start = time.monotonic()
+    staging = staging_dir(out_dir)
+    try:
+        info, results = _write_dataset(splits, staging, format_name=format_name, source=source,
+                                       label_space=label_space, image_format=image_format, size=size,
+                                       num_shards=num_shards, skip_bad=skip_bad,
+                                       num_workers=num_workers, extra_info=extra_info, log=log)
+        _swap_in(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    counts = ", ".join(f"{r.split} {r.count} in {len(r.shards)} shard(s) ({r.skipped} skipped)"
+                       for r in results)
+    log(f"wrote {out_dir}: {counts}; {time.monotonic() - start:.1f} s")
+    return info
+
+
+def check_output_dir(out_dir: str, overwrite: bool = False) -> None:
+    """Refuses an output folder that cannot take a new dataset, before any work.
+
+    ``out_dir`` may be missing or empty, or hold a dataset that ``overwrite`` allows replacing.
+    A file, or a folder holding anything besides a dataset's own files, is never replaced.
+
+    Raises:
+      DataError: naming ``out_dir``.
+    """
+    if not os.path.exists(out_dir):
+        return
+    if not os.path.isdir(out_dir):
+        raise DataError(f"{out_dir} is a file, not a dataset folder")
+    names = os.listdir(out_dir)
+    foreign = sorted(name for name in names if not _is_dataset_file(name))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise DataError(f"{out_dir} holds files that are not part of a tfsynth dataset ({shown}); "
+                        "refusing to replace it: choose another --out")
+    if names and not overwrite:
+        raise DataError(f"{out_dir} holds a dataset already; pass --overwrite to replace it "
+                        "(it is swapped in only once every split has converted)")
+
+
+def staging_dir(out_dir: str) -> str:
+    """The folder a dataset for ``out_dir`` is written in before it is swapped in: a sibling, so
+    that the swap is a rename on the same file system, named per process so that concurrent
+    writers never share one."""
+    return f"{os.path.abspath(out_dir).rstrip(os.sep)}.tmp-{os.getpid()}"
+
+
+def _write_dataset(splits, out_dir, *, format_name, source, label_space, image_format, size,
+                   num_shards, skip_bad, num_workers, extra_info, log) -> tuple[dict, list[SplitResult]]:
+    """Writes every split and then ``dataset.json`` into ``out_dir``, a fresh folder."""
+    shutil.rmtree(out_dir, ignore_errors=True)  # a leftover of an earlier run of this process id
+    os.makedirs(out_dir)
     results = [
         convert(examples, out_dir, split, num_shards, label_space=label_space,
                 image_format=image_format, size=size, skip_bad=skip_bad,
@@ -204,10 +260,24 @@ def convert_dataset(
         **(extra_info or {}),
     }
     tfrecord.write_dataset_json(out_dir, info)
-    counts = ", ".join(f"{r.split} {r.count} in {len(r.shards)} shard(s) ({r.skipped} skipped)"
-                       for r in results)
-    log(f"wrote {out_dir}: {counts}; {time.monotonic() - start:.1f} s")
-    return info
+    return info, results
+
+
+def _swap_in(staging: str, out_dir: str) -> None:
+    """Puts the complete ``staging`` folder in place of ``out_dir``.
+
+    The old dataset is renamed aside and deleted only once the new one is in place: a kill
+    between the two renames leaves both folders whole (``<out_dir>.old-<pid>`` and the staging
+    folder), never a mixture.
+    """
+    if os.path.isdir(out_dir) and os.listdir(out_dir):
+        retired = f"{os.path.abspath(out_dir).rstrip(os.sep)}.old-{os.getpid()}"
+        os.rename(out_dir, retired)
+        os.rename(staging, out_dir)
+        shutil.rmtree(retired)
+    else:  # a rename replaces a missing or empty folder
+        os.makedirs(os.path.dirname(os.path.abspath(out_dir)), exist_ok=True)
+        os.rename(staging, out_dir)
 
 
 def synthetic_splits(splits: Iterable[str], num_examples: int, height: int, width: int,
@@ -244,11 +314,12 @@ def build_synthetic(out_dir: str, num_train: int, num_val: int, height: int, wid
         "train": sources.synthetic("train", num_train, height, width, seed),
         "val": sources.synthetic("val", num_val, height, width, seed),
     }
-    staging = f"{out_dir.rstrip(os.sep)}.tmp-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = staging_dir(out_dir)
     try:
-        convert_dataset(splits, staging, format_name="synthetic", source="synthetic",
-                        label_space="cityscapes35", extra_info={"seed": seed}, log=log)
+        _write_dataset(splits, staging, format_name="synthetic", source="synthetic",
+                       label_space="cityscapes35", image_format="png", size=None, num_shards=None,
+                       skip_bad=False, num_workers=DEFAULT_NUM_WORKERS, extra_info={"seed": seed},
+                       log=log)
         if os.path.exists(out_dir):  # a synthetic dataset with other parameters: replace it
             shutil.rmtree(out_dir)
         try:
@@ -260,6 +331,11 @@ def build_synthetic(out_dir: str, num_train: int, num_val: int, height: int, wid
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir
+
+
+def _is_dataset_file(name: str) -> bool:
+    """Whether ``name`` is one of the files a converted dataset consists of."""
+    return name == tfrecord.DATASET_JSON or tfrecord.is_shard_name(name.removesuffix(".partial"))
 
 
 def remove_split(out_dir: str, split: str) -> None:

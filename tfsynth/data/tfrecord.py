@@ -17,6 +17,7 @@ import io
 import json
 import os
 import re
+import struct
 
 import numpy as np
 from PIL import Image
@@ -124,20 +125,24 @@ class ShardedWriter:
     """Writes examples round-robin into ``num_shards`` shards of one split.
 
     Shards are written under temporary names and renamed on ``close``, so an interrupted
-    conversion never leaves files that look complete.
+    conversion never leaves files that look complete. When fewer examples than shards were
+    written (bad examples skipped), the empty shards are dropped and the rest renumbered: readers
+    refuse empty shards.
     """
 
     def __init__(self, out_dir: str, split: str, num_shards: int, **serialize_options):
         import tensorflow as tf
 
         os.makedirs(out_dir, exist_ok=True)
-        self.paths = [
-            os.path.join(out_dir, SHARD_PATTERN.format(split=split, index=i, count=num_shards))
-            for i in range(num_shards)
-        ]
-        self._writers = [tf.io.TFRecordWriter(path + ".partial") for path in self.paths]
+        self._out_dir, self._split = out_dir, split
+        self.paths = [self._shard_path(i, num_shards) for i in range(num_shards)]
+        self._partials = [path + ".partial" for path in self.paths]
+        self._writers = [tf.io.TFRecordWriter(partial) for partial in self._partials]
         self._options = serialize_options
         self.count = 0
+
+    def _shard_path(self, index: int, count: int) -> str:
+        return os.path.join(self._out_dir, SHARD_PATTERN.format(split=self._split, index=index, count=count))
 
     def write(self, example: Example) -> None:
         record = serialize(example, **self._options)
@@ -145,9 +150,14 @@ class ShardedWriter:
         self.count += 1
 
     def close(self) -> None:
-        for writer, path in zip(self._writers, self.paths):
+        for writer in self._writers:
             writer.close()
-            os.replace(path + ".partial", path)
+        kept = max(1, min(self.count, len(self._partials)))  # round-robin fills the first shards
+        for partial in self._partials[kept:]:
+            os.remove(partial)
+        self.paths = [self._shard_path(i, kept) for i in range(kept)]
+        for partial, path in zip(self._partials, self.paths):
+            os.replace(partial, path)
 
     def __enter__(self):
         return self
@@ -156,9 +166,9 @@ class ShardedWriter:
         if exc_type is None:
             self.close()
         else:  # leave no half-written split that a later run could mistake for data
-            for writer, path in zip(self._writers, self.paths):
+            for writer, partial in zip(self._writers, self._partials):
                 writer.close()
-                os.remove(path + ".partial")
+                os.remove(partial)
 
 
 def write_dataset_json(out_dir: str, info: dict) -> str:
@@ -179,6 +189,34 @@ def read_dataset_json(data_dir: str) -> dict:
             return json.load(f)
     except json.JSONDecodeError as error:
         raise DataError(f"{path} is not valid JSON: {error}") from None
+
+
+def is_shard_name(name: str) -> bool:
+    """Whether ``name`` is a shard file name (``<split>-NNNNN-of-MMMMM.tfrecord``)."""
+    return _SHARD_RE.match(name) is not None
+
+
+def count_records(path: str) -> int:
+    """The records in a TFRecord file, read from its framing alone (cheap: 8 bytes a record).
+
+    Each record is a little-endian uint64 length, a 4-byte CRC of it, the data and a 4-byte CRC
+    of the data; the data is skipped. A file that ends inside a record is an error.
+
+    Raises:
+      DataError: naming ``path``, for a truncated or corrupt file.
+    """
+    size = os.path.getsize(path)
+    count = offset = 0
+    with open(path, "rb") as f:
+        while offset < size:
+            f.seek(offset)
+            header = f.read(8)
+            end = offset + 12 + (struct.unpack("<Q", header)[0] if len(header) == 8 else size) + 4
+            if end > size:
+                raise DataError(f"{path}: record {count} runs past the end of the file (a truncated "
+                                "or corrupt TFRecord); convert the dataset again")
+            offset, count = end, count + 1
+    return count
 
 
 def list_shards(data_dir: str, split: str) -> list[str]:

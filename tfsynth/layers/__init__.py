@@ -2,10 +2,10 @@
 
 from tfsynth.layers.normalization import SlimLayerNormalization, batch_norm, instance_norm, make_norm
 from tfsynth.layers.padding import ReflectionPadding2D
-from tfsynth.layers.resampling import AreaDownsample2D, BilinearResize
+from tfsynth.layers.resampling import AreaDownsample2D, AvgPoolDownsample, BilinearResize
 from tfsynth.layers.state import StoredTensor
 
 __all__ = [
-    "AreaDownsample2D", "BilinearResize", "ReflectionPadding2D", "SlimLayerNormalization", "StoredTensor",
+    "AreaDownsample2D", "AvgPoolDownsample", "BilinearResize", "ReflectionPadding2D", "SlimLayerNormalization", "StoredTensor",
     "batch_norm", "instance_norm", "make_norm",
 ]

@@ -49,3 +49,29 @@ class AreaDownsample2D(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         halve = lambda n: None if n is None else n // 2  # noqa: E731
         return (input_shape[0], halve(input_shape[1]), halve(input_shape[2]), input_shape[3])
+
+
+@keras.saving.register_keras_serializable(package="tfsynth")
+class AvgPoolDownsample(keras.layers.Layer):
+    """PyTorch ``AvgPool2d(3, stride=2, padding=1, count_include_pad=False)``: H and W to
+    ceil(H / 2), each output the mean of the input pixels under its 3x3 window (padding excluded).
+
+    pix2pixHD downsamples the input of its coarser discriminators and of its global generator
+    this way. TF's "SAME" average pooling also excludes padding, but pads 0 before and 1 after,
+    which shifts the grid; here the padding is symmetric, as PyTorch's.
+    """
+
+    def call(self, x):
+        return average_downsample(x)
+
+    def compute_output_shape(self, input_shape):
+        halve = lambda n: None if n is None else (n + 1) // 2  # noqa: E731
+        return (input_shape[0], halve(input_shape[1]), halve(input_shape[2]), input_shape[3])
+
+
+def average_downsample(x):
+    """The function of :class:`AvgPoolDownsample`: [N, H, W, C] -> [N, ceil(H/2), ceil(W/2), C]."""
+    padding = [[0, 0], [1, 1], [1, 1], [0, 0]]
+    total = tf.nn.avg_pool2d(tf.pad(x, padding), 3, 2, "VALID")
+    count = tf.nn.avg_pool2d(tf.pad(tf.ones_like(x[..., :1]), padding), 3, 2, "VALID")
+    return total / count

@@ -221,9 +221,10 @@ class SynthesisModel(keras.Model):
                        f"{', '.join(e.name for e in endpoints)}")
 
     def record_inputs(self, endpoint: Endpoint, batch: dict) -> dict:
-        """The inputs of ``endpoint`` taken from a batch of records (``Input.source``)."""
+        """The inputs of ``endpoint`` taken from a batch of records (``Input.source``); optional
+        inputs the batch cannot feed are left out."""
         return {spec.name: record_source(batch, spec.source, self.source_label_space)
-                for spec in endpoint.inputs}
+                for spec in endpoint.inputs if record_can_feed(batch, spec)}
 
     def eval_metrics(self, batch: dict) -> dict:
         """Cheap metrics for ``--eval_every`` (batch means), from the default endpoint: PSNR and
@@ -357,6 +358,12 @@ class SynthesisModel(keras.Model):
         """Trainable parameters per network (running statistics are buffers, as the papers count)."""
         return {name: sum(int(math.prod(w.shape)) for w in net.trainable_weights)
                 for name, net in self.networks.items()}
+
+
+def record_can_feed(batch: dict, spec) -> bool:
+    """Whether a batch holds what ``spec`` (an endpoint ``Input``) is taken from."""
+    field = {"label_color": "label", "index": "image"}.get(spec.source, spec.source)
+    return field in batch
 
 
 def record_source(batch: dict, source: str, label_space: str):
