@@ -338,23 +338,33 @@ class Pix2PixHD(SynthesisModel):
                                    policy="pix2pixhd", step_offset=start_step)
             return keras.optimizers.Adam(schedule, beta_1=cfg.beta_1, beta_2=cfg.beta_2, epsilon=1e-8, name=name)
 
-        encoder = (lambda: self.encoder.trainable_variables) if cfg.instance_features else (lambda: [])
-        discriminators = OptimizerGroup(
-            "D/total", adam("discriminator_adam"),
-            lambda: [v for d in self.discriminators for v in d.trainable_variables], name="D")
+        discriminators = OptimizerGroup("D/total", adam("discriminator_adam"), self.discriminator_variables, name="D")
         if not cfg.epochs_fix_global:
-            return [OptimizerGroup("total", adam("generator_adam"),
-                                   lambda: self.generator.trainable_variables + encoder(), name="G"),
+            return [OptimizerGroup("total", adam("generator_adam"), self.generator_variables, name="G"),
                     discriminators]
         # The original's --niter_fix_global: the local enhancer (and E) alone, then a fresh Adam
         # over everything.
         switch = cfg.epochs_fix_global * steps
-        local = lambda: [v for layer in self.generator.layers if layer.name.startswith("l_")  # noqa: E731
-                         for v in layer.trainable_variables] + encoder()
-        return [OptimizerGroup("total", adam("local_adam"), local, name="G_local", stop_step=switch),
-                OptimizerGroup("total", adam("generator_adam", switch),
-                               lambda: self.generator.trainable_variables + encoder(), name="G", start_step=switch),
+        return [OptimizerGroup("total", adam("local_adam"), self.local_enhancer_variables, name="G_local",
+                               stop_step=switch),
+                OptimizerGroup("total", adam("generator_adam", switch), self.generator_variables, name="G",
+                               start_step=switch),
                 discriminators]
+
+    def discriminator_variables(self) -> list:
+        return [v for d in self.discriminators for v in d.trainable_variables]
+
+    def _encoder_variables(self) -> list:
+        return self.encoder.trainable_variables if self.config.instance_features else []
+
+    def generator_variables(self) -> list:
+        """G's and E's: what the generator's Adam trains (E is trained jointly, Sec. 3.4)."""
+        return self.generator.trainable_variables + self._encoder_variables()
+
+    def local_enhancer_variables(self) -> list:
+        """G2's (``l_*`` layers) and E's: what trains while G1 is frozen."""
+        return [v for layer in self.generator.layers if layer.name.startswith("l_")
+                for v in layer.trainable_variables] + self._encoder_variables()
 
     def generator_losses(self, batch):
         """G's objective (Eq. 4): sum over scales of LSGAN(D(s, G(s))), lambda x feature matching,
