@@ -75,7 +75,7 @@ def test_generator_layer_table_of_the_paper():
         expected[f"res{block}_conv1"] = expected[f"res{block}_conv2"] = (3, 3, 256, 256)
     assert kernels == expected
     layers = {layer.name: layer for layer in generator.layers}
-    assert layers["initial_pad"].padding == 3 and layers["res1_pad1"].padding == 1
+    assert layers["initial_pad"].padding == 3 and layers["res1_conv1_pad"].padding == 1
     assert layers["down1_pad"].padding == ((1, 1), (1, 1))  # PyTorch's symmetric padding 1
     assert layers["down1"].strides == (2, 2) and layers["down1"].padding == "valid"
     assert all(layers[name].use_bias for name in kernels)  # instance norm: convs keep their bias

@@ -4,6 +4,7 @@ from tfsynth.layers.normalization import SlimLayerNormalization, batch_norm, ins
 from tfsynth.layers.padding import ReflectionPadding2D
 from tfsynth.layers.resampling import AreaDownsample2D, AvgPoolDownsample, BilinearResize
 from tfsynth.layers.state import StoredTensor
+from tfsynth.layers import resnet  # noqa: E402  (the ResNet-generator blocks, a module of functions)
 
 __all__ = [
     "AreaDownsample2D", "AvgPoolDownsample", "BilinearResize", "ReflectionPadding2D", "SlimLayerNormalization", "StoredTensor",

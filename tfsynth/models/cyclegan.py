@@ -42,10 +42,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfsynth import config as config_lib
 from tfsynth import losses
 from tfsynth.data import labels
-from tfsynth.layers import ReflectionPadding2D, instance_norm
-from tfsynth.layers.discriminators import build_patch_discriminator, gan_init
+from tfsynth.layers import resnet
+from tfsynth.layers.discriminators import build_patch_discriminator
 from tfsynth.endpoints import Endpoint, Input
 from tfsynth.models.base import OptimizerGroup, SynthesisModel, numeric
 from tfsynth.schedules import LinearDecay
@@ -105,6 +106,7 @@ class CycleGANConfig:
     epochs_decay: int = 100
 
     def __post_init__(self):
+        config_lib.check_positive(self, "learning_rate")
         for name in ("load_size", "crop_size"):
             size = tuple(getattr(self, name))
             if len(size) == 1:  # "--hparams=crop_size=128" means a square
@@ -138,49 +140,24 @@ class CycleGANConfig:
 
 # ---------------------------------------------------------------------------------- networks
 
-def _conv(filters: int, kernel: int, name: str, strides: int = 1) -> keras.layers.Layer:
-    # Convs keep their bias: instance norm without affine parameters has no offset to replace it.
-    return keras.layers.Conv2D(filters, kernel, strides=strides, padding="valid",
-                               kernel_initializer=gan_init(), name=name)
-
-
-def _norm_relu(x, name: str):
-    x = instance_norm(f"{name}_norm")(x)
-    return keras.layers.ReLU(name=f"{name}_relu")(x)
-
-
-def _residual_block(x, filters: int, name: str):
-    """R256: [ReflPad1, Conv3, IN, ReLU, ReflPad1, Conv3, IN] + identity (no ReLU after the sum)."""
-    y = ReflectionPadding2D(1, name=f"{name}_pad1")(x)
-    y = _norm_relu(_conv(filters, 3, f"{name}_conv1")(y), f"{name}_conv1")
-    y = ReflectionPadding2D(1, name=f"{name}_pad2")(y)
-    y = instance_norm(f"{name}_conv2_norm")(_conv(filters, 3, f"{name}_conv2")(y))
-    return keras.layers.Add(name=f"{name}_add")([x, y])
-
-
 def build_generator(config: CycleGANConfig, name: str = "resnet_generator") -> keras.Model:
     """The ResNet generator: images [N, H, W, 3] in [-1, 1] -> [N, H, W, 3] in [-1, 1] (tanh).
 
     c7s1-64, d128, d256, R256 x 9 (or 6), u128, u64, c7s1-3 in the notation of the paper's
-    appendix, with ``base_filters`` for 64. H and W must be multiples of 4.
+    appendix, with ``base_filters`` for 64. H and W must be multiples of 4. Every convolution
+    keeps its bias (zero at the start): instance norm without affine parameters has no offset
+    to replace it.
     """
     filters = config.base_filters
     images = keras.Input((None, None, 3), name="images")
-    x = ReflectionPadding2D(3, name="initial_pad")(images)
-    x = _norm_relu(_conv(filters, 7, "initial")(x), "initial")                      # c7s1-64
-    for index, multiple in enumerate((2, 4), start=1):                               # d128, d256
-        x = keras.layers.ZeroPadding2D(1, name=f"down{index}_pad")(x)
-        x = _norm_relu(_conv(filters * multiple, 3, f"down{index}", strides=2)(x), f"down{index}")
-    for index in range(1, config.residual_blocks + 1):                               # R256 x n
-        x = _residual_block(x, filters * 4, f"res{index}")
-    for index, multiple in enumerate((2, 1), start=1):                               # u128, u64
-        x = keras.layers.Conv2DTranspose(filters * multiple, 3, strides=2, padding="valid",
-                                         kernel_initializer=gan_init(), name=f"up{index}")(x)
-        # "valid" gives 2H + 1 rows; PyTorch's padding=1, output_padding=1 keeps rows 1 .. 2H.
-        x = keras.layers.Cropping2D(((1, 0), (1, 0)), name=f"up{index}_crop")(x)
-        x = _norm_relu(x, f"up{index}")
-    x = ReflectionPadding2D(3, name="output_pad")(x)
-    x = _conv(3, 7, "output")(x)                                                     # c7s1-3
+    x = resnet.norm_relu(resnet.reflect_conv(images, filters, 7, "initial"), "initial")   # c7s1-64
+    for index, multiple in enumerate((2, 4), start=1):                                     # d128, d256
+        x = resnet.down(x, filters * multiple, f"down{index}")
+    for index in range(1, config.residual_blocks + 1):                                     # R256 x n
+        x = resnet.residual_block(x, filters * 4, f"res{index}")
+    for index, multiple in enumerate((2, 1), start=1):                                     # u128, u64
+        x = resnet.up(x, filters * multiple, f"up{index}")
+    x = resnet.reflect_conv(x, 3, 7, "output")                                             # c7s1-3
     # Float32 output under mixed precision: the images feed the L1 terms and the image pool.
     outputs = keras.layers.Activation("tanh", dtype="float32", name="tanh")(x)
     return keras.Model(images, outputs, name=name)

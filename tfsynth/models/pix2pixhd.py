@@ -464,31 +464,33 @@ class Pix2PixHD(SynthesisModel):
 
     # ---------------------------------------------------------------------------- serving
     def serving_endpoints(self):
-        cfg = self.config
         label = Input("label", kind="label", source="label")
         instance = Input("instance", kind="instance", source="instance", optional=True)
         inputs = (label, instance) if self.uses_instances else (label,)
-        if not cfg.instance_features:
-            render = Endpoint("serving_default", inputs=inputs, reference="image", conditioned_on_labels=True)
-            return {render: lambda label, instance=None: {"image": self._render(label, instance)}}
+        if not self.config.instance_features:
+            return {Endpoint("serving_default", inputs=inputs, reference="image", conditioned_on_labels=True):
+                    self.render}
         styles = Endpoint("serving_default", reference="image", conditioned_on_labels=True, inputs=inputs + (
             Input("seed", kind="seed", source="index"),
             Input("clusters", kind="cluster_map", source="none", optional=True)))
         encoded = Endpoint("encode_style", reference="image", conditioned_on_labels=True,
                            inputs=(label, Input("instance", kind="instance", source="instance"),
                                    Input("image", kind="image", source="image")))
+        return {styles: self.render_styles, encoded: self.render_encoded}
 
-        def render_styles(label, seed, instance=None, clusters=None):
-            regions = label if instance is None else instance
-            return {"image": self._render(label, instance, self.cluster_features(regions, seed, clusters))}
+    def render(self, label, instance=None, features=None):
+        """Label ids (+ instance ids) (+ instance features) -> images on the 0..255 scale."""
+        return {"image": to_pixels(self.generate(self.semantic_input(label, instance), features))}
 
-        def render_encoded(label, instance, image):
-            return {"image": self._render(label, instance, self.encode(image, instance))}
+    def render_styles(self, label, seed, instance=None, clusters=None):
+        """Each instance (each label region without instance maps) styled by a cluster centre of
+        its class: chosen in ``clusters``, else drawn from ``seed``."""
+        regions = label if instance is None else instance
+        return self.render(label, instance, self.cluster_features(regions, seed, clusters))
 
-        return {styles: render_styles, encoded: render_encoded}
-
-    def _render(self, label, instance=None, features=None):
-        return to_pixels(self.generate(self.semantic_input(label, instance), features))
+    def render_encoded(self, label, instance, image):
+        """The styles of a real photo: its encoded features averaged per instance."""
+        return self.render(label, instance, self.encode(image, instance))
 
     def sample_columns(self, batch):
         """label colours | the photo | the output (with the photo's own encoded features)."""
