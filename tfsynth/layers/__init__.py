@@ -1,12 +1,12 @@
 """Layers and small networks shared by several model families (Keras 3, TensorFlow backend)."""
 
+from tfsynth.layers import resnet
 from tfsynth.layers.normalization import SlimLayerNormalization, batch_norm, instance_norm, make_norm
 from tfsynth.layers.padding import ReflectionPadding2D
 from tfsynth.layers.resampling import AreaDownsample2D, AvgPoolDownsample, BilinearResize
 from tfsynth.layers.state import StoredTensor
-from tfsynth.layers import resnet  # noqa: E402  (the ResNet-generator blocks, a module of functions)
 
 __all__ = [
-    "AreaDownsample2D", "AvgPoolDownsample", "BilinearResize", "ReflectionPadding2D", "SlimLayerNormalization", "StoredTensor",
-    "batch_norm", "instance_norm", "make_norm",
+    "AreaDownsample2D", "AvgPoolDownsample", "BilinearResize", "ReflectionPadding2D", "SlimLayerNormalization",
+    "StoredTensor", "batch_norm", "instance_norm", "make_norm", "resnet",
 ]
