@@ -239,3 +239,34 @@ def test_export_holds_the_centres_and_refuses_an_instance_map_of_another_size(cl
     # Without instance maps the boundaries come from the label map.
     no_instance = loaded.signatures["serving_default_without_instance_clusters"]
     assert tuple(no_instance(label=data["label"], seed=tf.constant([1, 2], tf.int64))["image"].shape) == (2, 32, 64, 3)
+
+
+def test_infer_reads_instance_maps_and_draws_styles_from_the_seed(clustered, tmp_path, run_cli):
+    from PIL import Image
+
+    from tfsynth import export
+
+    path = export.export_model(clustered, str(tmp_path / "export"), model_name="pix2pixhd")
+    data = batch()
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "instances").mkdir()
+    Image.fromarray(data["label"][0].numpy()).save(tmp_path / "labels" / "a.png")
+    Image.fromarray(data["instance"][0].numpy().astype(np.uint16)).save(tmp_path / "instances" / "a.png")
+    outputs = {}
+    for seed in (1, 1, 2):
+        out = tmp_path / f"out{seed}"
+        run_cli("tfsynth.infer", f"--saved_model={path}", f"--input={tmp_path / 'labels'}",
+                f"--instance={tmp_path / 'instances'}", f"--seed={seed}", f"--output={out}", "--overwrite")
+        image = np.asarray(Image.open(out / "a.png"))
+        assert seed not in outputs or np.array_equal(outputs[seed], image)  # the same seed, the same styles
+        outputs[seed] = image
+    assert outputs[1].shape == (32, 64, 3) and not np.array_equal(outputs[1], outputs[2])
+    # An instance map missing for a label file is named, and so is one of another size.
+    (tmp_path / "instances" / "a.png").unlink()
+    missing = run_cli("tfsynth.infer", f"--saved_model={path}", f"--input={tmp_path / 'labels'}",
+                      f"--instance={tmp_path / 'instances'}", f"--output={tmp_path / 'x'}", check=False)
+    assert missing.returncode != 0 and "no instance map" in missing.stderr and "a.png" in missing.stderr
+    Image.fromarray(np.zeros((16, 64), np.uint16)).save(tmp_path / "instances" / "a.png")
+    wrong = run_cli("tfsynth.infer", f"--saved_model={path}", f"--input={tmp_path / 'labels'}",
+                    f"--instance={tmp_path / 'instances'}", f"--output={tmp_path / 'y'}", check=False)
+    assert wrong.returncode != 0 and "differs from" in wrong.stderr and "Traceback" not in wrong.stderr

@@ -236,6 +236,19 @@ def instance_average(features, instance):
     return tf.reshape(tf.gather(means, index), tf.shape(features))
 
 
+_PRIME = 2147483647  # 2^31 - 1
+
+
+def _mix(value):
+    """An integer hash of non-negative int64 values below 2^31 (Lehmer steps and xor-shifts;
+    every product stays below 2^63): deterministic on every machine, and well spread modulo
+    small numbers, as the cluster counts are."""
+    value = (value % _PRIME * 48271) % _PRIME
+    value = tf.bitwise.bitwise_xor(value, tf.bitwise.right_shift(value, 15))
+    value = (value * 69621) % _PRIME
+    return tf.bitwise.bitwise_xor(value, tf.bitwise.right_shift(value, 13))
+
+
 def instance_class(instance):
     """Cityscapes instanceIds -> labelIds: things are class * 1000 + k, stuff is the class id."""
     instance = tf.cast(instance, tf.int64)
@@ -454,8 +467,7 @@ class Pix2PixHD(SynthesisModel):
         available = tf.maximum(tf.cast(tf.gather(self.cluster_counts.value, classes), tf.int64), 1)
         seeds = tf.gather(tf.cast(seed, tf.int64), examples)
         # A hash of (seed, instance id): the same seed renders a layout the same way everywhere.
-        mixed = (seeds * 2654435761 + ids * 40503 + 12345) % 2147483647
-        chosen = mixed % available
+        chosen = _mix(_mix(seeds % _PRIME) + ids % _PRIME) % available
         if clusters is not None:
             requested = tf.math.unsorted_segment_max(tf.reshape(tf.cast(clusters, tf.int64), [-1]), index, count)
             chosen = tf.where(requested >= 0, tf.minimum(requested, available - 1), chosen)
