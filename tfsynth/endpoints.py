@@ -47,9 +47,20 @@ OUTPUT_KINDS = ("image", "images", "label")
 #: Where ``evaluate`` takes an input (``Input.source``) or the reference of an output
 #: (``Endpoint.reference``) from an evaluation record: a record field (``image``, ``label``,
 #: ``instance``, ``target``), ``label_color`` (the label map drawn in its palette, as
-#: colour-label models read it), or ``index`` (the example's position: seeds of unconditional
-#: models), or ``none`` (an optional input no record feeds, e.g. a user's style choice).
-SOURCES = ("image", "label", "instance", "target", "label_color", "index", "none")
+#: colour-label models read it), ``degraded_image`` (the record's photo blurred and downsampled
+#: by the endpoint's ``scale`` with ``data.transforms.degrade_for_super_resolution``: the
+#: low-resolution input of a super-resolution model, whose ``reference`` is then ``image``), or
+#: ``index`` (the example's position: seeds of unconditional models), or ``none`` (an optional
+#: input no record feeds, e.g. a user's style choice).
+SOURCES = ("image", "label", "instance", "target", "label_color", "degraded_image", "index", "none")
+
+#: Sources computed from another record field, and that field.
+DERIVED_SOURCES = {"label_color": "label", "degraded_image": "image"}
+
+
+def record_field(source: str) -> str:
+    """The record field a source is read or computed from (``degraded_image`` -> ``image``)."""
+    return DERIVED_SOURCES.get(source, source)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -151,3 +151,60 @@ def multiscale_gan_losses(real_outputs, fake_outputs, mode: str = "lsgan"):
 def multiscale_gan_generator_loss(fake_outputs, mode: str = "lsgan"):
     """The generator's adversarial term summed over discriminator scales (final logits)."""
     return tf.add_n([gan_generator_loss(fake[-1], mode) for fake in fake_outputs])
+
+
+# ------------------------------------------------------------------------------ Johnson et al. 2016
+
+def gram_matrix(features):
+    """Normalised Gram matrices of Johnson et al. (2016, Eq. 3): ``G[b] = F_b F_b^T / (C H W)``
+    with ``F_b`` the [C, H W] reshaping of image b's features; dividing by C H W keeps layers of
+    different sizes comparable.
+
+    Args:
+      features: [B, H, W, C].
+
+    Returns:
+      [B, C, C] float32.
+    """
+    features = tf.cast(features, tf.float32)
+    shape = tf.shape(features)
+    size = tf.cast(shape[1] * shape[2] * shape[3], tf.float32)
+    return tf.einsum("bhwc,bhwd->bcd", features, features) / size
+
+
+def style_loss(output_features, style_grams):
+    """Style reconstruction loss (Johnson et al. 2016, Eq. 4): ``sum_j mean_{b,c,c'} (G_j(y_b) -
+    G_j(y_s))^2`` over the style layers j, the squared Frobenius distance of Grams as a mean over
+    the batch and both channel axes (the reference code's MSE).
+
+    Args:
+      output_features: per style layer, the output's features [B, H, W, C].
+      style_grams: per style layer, the style image's Gram [C, C] (or [B, C, C]).
+
+    Returns:
+      scalar.
+    """
+    return tf.add_n([tf.reduce_mean(tf.square(gram_matrix(features) - tf.cast(target, tf.float32)))
+                     for features, target in zip(output_features, style_grams)])
+
+
+def feature_reconstruction_loss(output_features, target_features):
+    """Feature (content) reconstruction loss (Johnson et al. 2016, Eq. 2): ``||phi_j(y) -
+    phi_j(y_c)||^2 / (C H W)``, a mean over every element; the target features are constants."""
+    return tf.reduce_mean(tf.square(tf.cast(output_features, tf.float32)
+                                    - tf.stop_gradient(tf.cast(target_features, tf.float32))))
+
+
+def total_variation(images):
+    """Squared total variation (Johnson et al. 2016, Sec. 3.3; Mahendran & Vedaldi 2015):
+    ``sum_{i,j,c} (y[i+1,j,c] - y[i,j,c])^2 + (y[i,j+1,c] - y[i,j,c])^2`` per image, averaged
+    over the batch. A sum, not a mean, per image, as the reference code's TV strength (1e-6 on
+    0..255 images) expects.
+
+    Returns:
+      scalar.
+    """
+    images = tf.cast(images, tf.float32)
+    down = tf.reduce_sum(tf.square(images[:, 1:] - images[:, :-1]), axis=[1, 2, 3])
+    right = tf.reduce_sum(tf.square(images[:, :, 1:] - images[:, :, :-1]), axis=[1, 2, 3])
+    return tf.reduce_mean(down + right)

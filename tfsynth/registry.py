@@ -41,6 +41,10 @@ MODELS = {
                            "pix2pixHD (Wang et al. 2018): coarse-to-fine G, multi-scale D, instance maps and styles"),
     "cyclegan": ModelSpec("cyclegan", "tfsynth.models.cyclegan", "CycleGAN",
                           "CycleGAN (Zhu et al. 2017): unpaired translation with cycle consistency"),
+    "style_transfer": ModelSpec("style_transfer", "tfsynth.models.perceptual_transform", "StyleTransfer",
+                                "Johnson et al. 2016: real-time style transfer with perceptual losses"),
+    "super_resolution": ModelSpec("super_resolution", "tfsynth.models.perceptual_transform", "SuperResolution",
+                                  "Johnson et al. 2016: x4 / x8 super-resolution with a VGG feature loss"),
     "segmenter": ModelSpec("segmenter", "tfsynth.models.segmenter", "Segmenter",
                            "Residual encoder-decoder segmenter, for FCN-style scores of generated images"),
 }

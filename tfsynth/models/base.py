@@ -9,7 +9,8 @@ A family subclasses :class:`SynthesisModel` and declares
 * ``compute_losses(batch)`` (or its own ``train_step``): the paper's objective;
 * ``serving_endpoints()``: what it serves (:mod:`tfsynth.endpoints`), each with the function
   that computes it; ``serving_state_keys`` names the state an export holds;
-* optionally ``extra_state()`` (checkpointed, not trained: image pools, EMA weights) and
+* optionally ``extra_state()`` (checkpointed, not trained: image pools, EMA weights),
+  ``prepare_run_dir(model_dir)`` (files training reads, copied into the run) and
   ``finish_training(data)`` (work after the last step whose result the export carries).
 
 Export, infer, evaluate and the training loop derive everything else from these, so an entry
@@ -27,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfsynth.endpoints import Endpoint
+from tfsynth.endpoints import Endpoint, record_field
 
 
 @dataclasses.dataclass
@@ -173,6 +174,17 @@ class SynthesisModel(keras.Model):
 
         return lambda example, seed: transforms.resize(example, tuple(size))
 
+    def prepare_run_dir(self, model_dir: str) -> None:
+        """Copies into ``model_dir`` the files that training reads besides the records (a style
+        image), so that a resume, an export or a moved run never depends on the original path.
+
+        The training loop calls it once the run directory exists, before ``prepare_training``,
+        on every start and resume; a family reads its copy from then on and keeps a copy that is
+        already there (a resume trains the objective it started with). Raises
+        ``tfrecord.DataError`` naming a file that is missing or unreadable.
+        """
+        del model_dir
+
     def build_loss_networks(self) -> dict:
         """Creates frozen networks used only by the losses (VGG); returns them by name."""
         return {}
@@ -223,7 +235,7 @@ class SynthesisModel(keras.Model):
     def record_inputs(self, endpoint: Endpoint, batch: dict) -> dict:
         """The inputs of ``endpoint`` taken from a batch of records (``Input.source``); optional
         inputs the batch cannot feed are left out."""
-        return {spec.name: record_source(batch, spec.source, self.source_label_space)
+        return {spec.name: record_source(batch, spec.source, self.source_label_space, endpoint.scale)
                 for spec in endpoint.inputs if record_can_feed(batch, spec)}
 
     def eval_metrics(self, batch: dict) -> dict:
@@ -362,12 +374,17 @@ class SynthesisModel(keras.Model):
 
 def record_can_feed(batch: dict, spec) -> bool:
     """Whether a batch holds what ``spec`` (an endpoint ``Input``) is taken from."""
-    field = {"label_color": "label", "index": "image"}.get(spec.source, spec.source)
+    field = "image" if spec.source == "index" else record_field(spec.source)
     return field in batch
 
 
-def record_source(batch: dict, source: str, label_space: str):
-    """A tensor for ``Input.source`` / ``Endpoint.reference`` from a batch of records."""
+def record_source(batch: dict, source: str, label_space: str, scale: int = 1):
+    """A tensor for ``Input.source`` / ``Endpoint.reference`` from a batch of records (``scale``:
+    the endpoint's, by which ``degraded_image`` is downsampled)."""
+    if source == "degraded_image":
+        from tfsynth.data import transforms
+
+        return transforms.degrade_for_super_resolution(batch["image"], scale)
     if source == "label_color":
         from tfsynth.data import labels
 
