@@ -27,6 +27,7 @@ import numpy as np
 from absl import flags
 
 from tfsynth import flags as tfsynth_flags
+from tfsynth.endpoints import record_field
 
 
 class EvaluationError(ValueError):
@@ -64,15 +65,14 @@ class Export:
             raise EvaluationError(f"{path} outputs {', '.join(self.endpoint.outputs)}, not images: "
                                   "nothing here scores it (a segmenter is passed with --segmenter)")
         fields = record_fields(split)
-        needs = {"label" if spec.source == "label_color" else spec.source
-                 for spec in self.endpoint.inputs if not spec.optional} - {"index"}
+        needs = {record_field(spec.source) for spec in self.endpoint.inputs if not spec.optional} - {"index"}
         missing = sorted(needs - fields)
         if missing:
             raise EvaluationError(f"{path} reads {', '.join(missing)} from each example, which "
                                   f"{split.data_dir} [{split.name}] does not hold")
         # Optional inputs are fed where the data holds them (pix2pixHD's instance maps).
         self.fed = [spec for spec in self.endpoint.inputs if spec.source == "index" or
-                    ("label" if spec.source == "label_color" else spec.source) in fields]
+                    record_field(spec.source) in fields]
         self.signature_name = self.endpoint.signature_name([spec.name for spec in self.fed])
         if "label" in needs and self.info["label_space"] != split.label_space:
             raise EvaluationError(f"{path} reads {self.info['label_space']} labels but {split.data_dir} "
@@ -86,8 +86,7 @@ class Export:
             self.skipped["segmentation"] = "no --segmenter given"
         if not inception:
             self.skipped["fid_kid"] = "no Inception features (see meta.feature_extractor)"
-        reference_field = "label" if reference == "label_color" else reference
-        if reference is None or reference_field not in fields:
+        if reference is None or record_field(reference) not in fields:
             self.skipped["psnr_ssim"] = ("no paired target: the model is unpaired or unconditional"
                                          if reference is None else f"the data holds no {reference}")
         if "images" not in self.endpoint.outputs or self.info["num_outputs"] < 2:
@@ -96,6 +95,11 @@ class Export:
         self.confusion = segmentation.ConfusionMatrix(segmentation.NUM_TRAIN_CLASSES, ignore_label)
         self.psnr = image_quality.MeanMetric("psnr")
         self.ssim = image_quality.MeanMetric("ssim")
+        # Super-resolution (scale > 1): Y-channel scores with the scale shaved off each border,
+        # for the model and for bicubic upsampling of the same inputs (the baseline to beat).
+        self.upscaling = self.endpoint.scale > 1 and self.applies("psnr_ssim")
+        self.baseline = {name: image_quality.MeanMetric(name) for name in ("psnr", "ssim", "psnr_y", "ssim_y")}
+        self.y_scores = {name: image_quality.MeanMetric(name) for name in ("psnr_y", "ssim_y")}
         self.diversity = None  # a DiversityAccumulator, once the VGG features are chosen
         self.features = []
         self.seconds = 0.0
@@ -103,12 +107,10 @@ class Export:
     def applies(self, metric: str) -> bool:
         return metric not in self.skipped
 
-    def inputs(self, batch: dict, flag: str, first_index: int) -> dict:
-        """The endpoint's inputs from a batch of records, at the model's input size: maps
-        resized nearest (then coloured, for colour-label inputs), photos bilinearly."""
+    def records(self, batch: dict, flag: str) -> dict:
+        """The fields the endpoint reads, at the model's input size: maps resized nearest,
+        photos bilinearly."""
         import tensorflow as tf
-
-        from tfsynth.models.base import record_source
 
         size = model_input_size(flag, self.info, batch["image"].shape[1:3])
 
@@ -118,12 +120,22 @@ class Export:
             resized = tf.image.resize(tf.cast(value, tf.float32), size)
             return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
-        fields = {"label" if spec.source == "label_color" else spec.source for spec in self.fed}
+        fields = {record_field(spec.source) for spec in self.fed}
         records = {name: resize(name, value) for name, value in batch.items() if name in fields}
         records.setdefault("image", batch["image"])  # the batch size, for seeds
+        return records
+
+    def inputs(self, batch: dict, flag: str, first_index: int) -> dict:
+        """The endpoint's inputs from a batch of records, at the model's input size (colour
+        labels coloured after resizing, low-resolution inputs degraded from the resized photo)."""
+        import tensorflow as tf
+
+        from tfsynth.models.base import record_source
+
+        records = self.records(batch, flag)
         inputs = {}
         for spec in self.fed:
-            value = record_source(records, spec.source, self.info["label_space"])
+            value = record_source(records, spec.source, self.info["label_space"], self.endpoint.scale)
             if spec.source == "index":
                 value = value + first_index
             inputs[spec.name] = tf.cast(value, spec.dtype)
@@ -141,6 +153,8 @@ class Export:
             row["kid_mean"], row["kid_std"] = kid.mean, kid.std
         if self.applies("psnr_ssim"):
             row["psnr"], row["ssim"] = self.psnr.result(), self.ssim.result()
+        if self.upscaling:
+            row.update({name: metric.result() for name, metric in self.y_scores.items()})
         result = self.diversity.result() if self.diversity is not None else {"applicable": False}
         if result["applicable"]:
             row["diversity_pixel_l1"] = result["diversity_pixel_l1"]
@@ -279,10 +293,15 @@ def evaluate(flags_values) -> str:
                 reference = segmentation.resize_for_scoring(reference, size)
                 export.psnr.update(_metric("psnr", photos, reference))
                 export.ssim.update(_metric("ssim", photos, reference))
+            if export.upscaling:
+                bicubic = upscaling_scores(export, batch, flags_values.input_size, outputs["image"].numpy())
+                bicubic = segmentation.resize_for_scoring(bicubic, size)
+                export.baseline["psnr"].update(_metric("psnr", bicubic, reference))
+                export.baseline["ssim"].update(_metric("ssim", bicubic, reference))
             if export.applies("diversity"):
                 export.diversity.update(outputs["images"].numpy())
             export.seconds += time.time() - model_start
-            columns.append(photos)
+            columns += [bicubic, photos] if export.upscaling else [photos]
         if grid_columns is None:
             grid_columns = [column[: flags_values.grid_examples] for column in columns]
         seen += keep
@@ -293,7 +312,12 @@ def evaluate(flags_values) -> str:
     real_features = np.concatenate(real_features) if real_features else None
     kid_subset = min(flags_values.kid_subset_size, seen)
     names = labels.cityscapes19().class_names
-    rows = [export.row(real_features, kid_subset, classes, names) for export in exports]
+    rows = []
+    for export in exports:
+        rows.append(export.row(real_features, kid_subset, classes, names))
+        if export.upscaling:
+            rows.append({"model": bicubic_row_name(export),
+                         **{name: metric.result() for name, metric in export.baseline.items()}})
     if oracle.matrix.sum():
         rows.append({"model": report.ORACLE, **confusion_scores(oracle.matrix, classes, names)})
     meta = {
@@ -319,6 +343,35 @@ def evaluate(flags_values) -> str:
         print(f.read())
     print(f"Wrote {json_path}, {md_path}, {grid_path}")
     return md_path
+
+
+def bicubic_row_name(export) -> str:
+    return f"bicubic x{export.endpoint.scale} ({export.name}'s inputs)"
+
+
+def upscaling_scores(export, batch: dict, flag: str, outputs: np.ndarray) -> np.ndarray:
+    """Scores a super-resolution batch the way SR papers do, and its bicubic baseline.
+
+    The model's outputs and the bicubic upsampling of the same low-resolution inputs are compared
+    with the photo those inputs were degraded from (at the model's input size, cropped to a
+    multiple of the scale) on the Y channel, ``scale`` pixels shaved per border. Returns the
+    bicubic images (uint8, the outputs' size) for the RGB scores and the grid.
+    """
+    import tensorflow as tf
+
+    from tfsynth.data import transforms
+    from tfsynth.metrics import image_quality
+
+    scale = export.endpoint.scale
+    high = transforms.crop_to_multiple(export.records(batch, flag)["image"], scale).numpy()
+    low = export.inputs(batch, flag, 0)[export.endpoint.spatial_input.name]
+    bicubic = tf.image.resize(tf.cast(low, tf.float32), high.shape[1:3], method="bicubic")
+    bicubic = tf.cast(tf.clip_by_value(tf.round(bicubic), 0, 255), tf.uint8).numpy()
+    for name, scores in (("model", export.y_scores), ("bicubic", export.baseline)):
+        images = outputs if name == "model" else bicubic
+        scores["psnr_y"].update(image_quality.psnr_y(images, high, scale))
+        scores["ssim_y"].update(image_quality.ssim_y(images, high, scale))
+    return bicubic
 
 
 def record_source_numpy(batch: dict, source: str, label_space: str) -> np.ndarray:

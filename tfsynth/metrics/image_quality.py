@@ -63,6 +63,32 @@ def ssim(a, b, max_val: float = 255.0, **kwargs) -> np.ndarray:
     return tf.image.ssim(a, b, max_val=max_val, **kwargs).numpy()
 
 
+def rgb_to_y(images) -> np.ndarray:
+    """Luma Y of YCbCr (ITU-R BT.601, studio range 16..235, MATLAB's ``rgb2ycbcr``) of
+    ``[..., H, W, 3]`` RGB on 0..255, as float ``[..., H, W, 1]``: the channel on which
+    super-resolution papers report PSNR and SSIM."""
+    rgb = np.asarray(images, np.float64)
+    y = 16.0 + (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255.0
+    return y[..., None].astype(np.float32)
+
+
+def shave(images, border: int) -> np.ndarray:
+    """``[..., H, W, C]`` without ``border`` pixels on each side (the SR protocol crops the
+    scale factor's width, where upsampling has no neighbours to work from)."""
+    images = np.asarray(images)
+    return images[..., border:images.shape[-3] - border, border:images.shape[-2] - border, :] if border else images
+
+
+def psnr_y(a, b, border: int = 0) -> np.ndarray:
+    """PSNR of the Y channels after shaving ``border`` pixels, one value per image."""
+    return psnr(shave(rgb_to_y(a), border), shave(rgb_to_y(b), border))
+
+
+def ssim_y(a, b, border: int = 0) -> np.ndarray:
+    """SSIM of the Y channels after shaving ``border`` pixels, one value per image."""
+    return ssim(shave(rgb_to_y(a), border), shave(rgb_to_y(b), border))
+
+
 class MeanMetric:
     """Streaming mean of per-item values (float64 sums), like ``keras.metrics.Mean`` without TF.
 

@@ -34,6 +34,8 @@ _COLUMNS = (
     ("kid_mean", "KID ×10³ ↓", "kid"),
     ("psnr", "PSNR dB ↑", "fixed2"),
     ("ssim", "SSIM ↑", "fraction"),
+    ("psnr_y", "PSNR-Y dB ↑", "fixed2"),
+    ("ssim_y", "SSIM-Y ↑", "fraction"),
     ("diversity_pixel_l1", "diversity, pixel L1", "fixed2"),
     ("diversity_vgg_l1", "diversity, VGG L1", "general"),
 )
@@ -49,6 +51,10 @@ METRIC_NOTES = {
                 "subsets); same caveats as FID, but not biased by the sample count",
     "psnr": "dB against the paired real image; paired data only",
     "ssim": "tf.image.ssim against the paired real image; paired data only",
+    "psnr_y": "dB on the Y channel of YCbCr (BT.601) after shaving `scale` pixels per border, at the "
+              "model's output size against the photo its input was degraded from; super-resolution only "
+              "(the bicubic row upsamples the same inputs)",
+    "ssim_y": "tf.image.ssim on the Y channel, as psnr_y",
     "diversity_pixel_l1": "mean pairwise |x_i - x_j| between a model's K outputs (0..255); "
                           "multi-output models only",
     "diversity_vgg_l1": "mean pairwise VGG-feature L1 between a model's K outputs; layers in the "
