@@ -31,7 +31,9 @@ Formats (tfsynth/data/sources.py has the details):
                   official Cityscapes folder layout instead, to exercise the cityscapes format.
 
 Errors name the file at fault and exit with status 1; nothing invalid is ever written.
-TensorFlow is imported only after the flags are parsed and checked.
+TensorFlow is imported only after the flags are parsed and checked. The dataset is written to
+a staging folder beside --out (<out>.tmp-<pid>) and swapped in when complete; replacing an
+existing dataset needs --overwrite.
 """
 
 import os
@@ -80,6 +82,9 @@ flags.DEFINE_enum("layout", "tfrecord", ["tfrecord", "cityscapes"],
                   "--format=synthetic: write TFRecords, or the official Cityscapes PNG layout.")
 flags.DEFINE_integer("num_workers", None, "Reader threads (default: min(4, CPU count)).",
                      lower_bound=1)
+flags.DEFINE_bool("overwrite", False,
+                  "Replace a dataset already in --out. The new one is written beside it and swapped "
+                  "in only once every split has converted, so a failure leaves the old one whole.")
 
 FLAGS = flags.FLAGS
 
@@ -144,6 +149,8 @@ def _check_flag_combinations():
                                  f"{sources.SYNTHETIC_MIN_SIZE}x{sources.SYNTHETIC_MIN_SIZE}")
     if FLAGS.splits is not None and (not FLAGS.splits or not all(FLAGS.splits)):
         raise app.UsageError("--splits must name at least one split, comma-separated")
+    if FLAGS.layout == "cityscapes" and FLAGS.overwrite:
+        raise app.UsageError("--overwrite does not apply to --layout=cityscapes")
 
 
 def _write_synthetic_cityscapes_layout(splits, size):
@@ -187,7 +194,7 @@ def _convert():
         listed, FLAGS.out, format_name=FLAGS.format, source=source, label_space=label_space,
         image_format=FLAGS.image_format, size=size, num_shards=FLAGS.num_shards,
         skip_bad=FLAGS.skip_bad, num_workers=FLAGS.num_workers or convert.DEFAULT_NUM_WORKERS,
-        extra_info=extra_info)
+        extra_info=extra_info, overwrite=FLAGS.overwrite)
 
 
 def main(argv):
@@ -197,9 +204,15 @@ def main(argv):
         _check_flag_combinations()
     except app.UsageError as error:  # absl would print the whole --help before the message
         sys.exit(f"error: {error} (see --help)")
+    from tfsynth.data import convert
     from tfsynth.data.tfrecord import DataError
 
     try:
+        if FLAGS.layout == "cityscapes":
+            if os.path.exists(FLAGS.out) and not os.path.isdir(FLAGS.out):
+                raise DataError(f"--out={FLAGS.out} is a file, not a folder")
+        else:  # before listing or converting anything
+            convert.check_output_dir(FLAGS.out, FLAGS.overwrite)
         _convert()
     except (DataError, OSError) as error:  # OSError: an unwritable --out, say; it names the path
         sys.exit(f"error: {error}")
