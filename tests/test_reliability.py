@@ -146,3 +146,22 @@ def test_skipped_examples_leave_no_empty_shard(tmp_path):
     assert sorted(os.listdir(tmp_path / "d")) == ["dataset.json", "train-00000-of-00002.tfrecord",
                                                   "train-00001-of-00002.tfrecord"]
     assert pipelines.load_split(str(tmp_path / "d"), "train").count == 2
+
+
+# ----------------------------------------------------------------------------- 8, 10. resume and input checks
+
+@pytest.mark.parametrize("family", ["crn", "pix2pix", "cyclegan", "segmenter"])
+@pytest.mark.parametrize("rate", ["-1", "0", "nan", "inf"])
+def test_non_positive_learning_rate_is_refused(family, rate):
+    from tfsynth import config as config_lib
+    from tfsynth import registry
+
+    config_class = registry.get(family).load().config_class
+    with pytest.raises(config_lib.HParamsError, match="learning_rate must be a finite number > 0"):
+        config_lib.build_config(config_class, {"learning_rate": rate})
+    assert config_lib.build_config(config_class, {"learning_rate": "0.5"}).learning_rate == 0.5
+
+
+def test_negative_learning_rate_on_the_command_line(tmp_path, run_cli):
+    result = train(run_cli, tmp_path / "run", "--hparams=learning_rate=-1", "--dry_run")
+    assert_one_error(result, "learning_rate", "-1")

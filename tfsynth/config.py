@@ -7,6 +7,7 @@ rejecting unknown keys and badly typed values with a message that lists the vali
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 
 
@@ -87,3 +88,15 @@ def non_default_values(config) -> dict:
     """The fields of ``config`` whose values differ from the dataclass defaults."""
     return {field.name: getattr(config, field.name) for field in dataclasses.fields(config)
             if field.default is not dataclasses.MISSING and getattr(config, field.name) != field.default}
+
+
+def check_positive(config, *names: str) -> None:
+    """Raises ValueError unless each named field of ``config`` is a finite number above 0.
+
+    For learning rates: a negative one climbs the loss, zero trains nothing and NaN poisons every
+    weight, all without an error of their own. Families call it from ``__post_init__``.
+    """
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")

@@ -19,6 +19,7 @@ import math
 import keras
 import tensorflow as tf
 
+from tfsynth import config as config_lib
 from tfsynth import losses
 from tfsynth.data import labels
 from tfsynth.layers import AreaDownsample2D, BilinearResize, SlimLayerNormalization
@@ -67,6 +68,7 @@ class CRNConfig:
     trainable_from_height: int = 0
 
     def __post_init__(self):
+        config_lib.check_positive(self, "learning_rate")
         height, width = self.image_size
         ratio = height / self.coarsest_height
         if ratio < 1 or not float(ratio).is_integer() or not math.log2(ratio).is_integer():

@@ -31,6 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfsynth import config as config_lib
 from tfsynth import losses
 from tfsynth.data import labels, transforms
 from tfsynth.layers import discriminators, normalization
@@ -109,6 +110,7 @@ class Pix2PixConfig:
     test_mode: str = "paper"
 
     def __post_init__(self):
+        config_lib.check_positive(self, "learning_rate")
         def one_of(name, valid):
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}")

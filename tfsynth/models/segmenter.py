@@ -15,6 +15,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
+from tfsynth import config as config_lib
 from tfsynth.data import labels
 from tfsynth.layers import BilinearResize
 from tfsynth.endpoints import Endpoint, Input
@@ -40,6 +41,7 @@ class SegmenterConfig:
     flip: bool = True
 
     def __post_init__(self):
+        config_lib.check_positive(self, "learning_rate")
         multiple = 2**self.depth
         if self.image_size[0] % multiple or self.image_size[1] % multiple:
             raise ValueError(f"image_size {self.image_size} must be multiples of 2**depth = {multiple}")
