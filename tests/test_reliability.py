@@ -150,6 +150,25 @@ def test_skipped_examples_leave_no_empty_shard(tmp_path):
 
 # ----------------------------------------------------------------------------- 8, 10. resume and input checks
 
+def test_dataset_json_count_that_disagrees_with_the_shards_is_refused(own_dataset, run_cli, tmp_path):
+    info = json.loads((own_dataset / "dataset.json").read_text())
+    info["splits"]["train"] = 500
+    (own_dataset / "dataset.json").write_text(json.dumps(info))
+    result = train(run_cli, tmp_path / "run", f"--train_data={own_dataset}")
+    assert_one_error(result, own_dataset / "dataset.json", "500", "8 records")
+    assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+def test_empty_or_truncated_shard_is_refused_naming_it(own_dataset, run_cli, tmp_path):
+    shard = own_dataset / "train-00001-of-00002.tfrecord"
+    raw = shard.read_bytes()
+    shard.write_bytes(raw[: len(raw) - 10])
+    assert_one_error(train(run_cli, tmp_path / "a", f"--train_data={own_dataset}"), shard, "record")
+    shard.write_bytes(b"")
+    assert_one_error(train(run_cli, tmp_path / "b", f"--train_data={own_dataset}"), shard, "empty")
+    assert not os.path.exists(tmp_path / "b" / "checkpoints")
+
+
 @pytest.mark.parametrize("family", ["crn", "pix2pix", "cyclegan", "segmenter"])
 @pytest.mark.parametrize("rate", ["-1", "0", "nan", "inf"])
 def test_non_positive_learning_rate_is_refused(family, rate):

@@ -85,12 +85,29 @@ def resolve_data_dir(spec: str, seed: int = 0) -> str:
 
 
 def load_split(data_dir: str, split: str) -> Split:
-    """The shards and metadata of ``split``; errors name the directory and split."""
+    """The shards and metadata of ``split``; errors name the directory, split, shard or file.
+
+    The shards' records are counted (from the TFRecord framing: a few bytes per record) and
+    must match ``dataset.json``: epochs, schedules and shuffle buffers are sized from its count,
+    so a wrong count would silently train for the wrong number of steps.
+    """
     info = tfrecord.read_dataset_json(data_dir)
     files = tfrecord.list_shards(data_dir, split)
-    count = int(info.get("splits", {}).get(split, -1))
+    where = os.path.join(data_dir, tfrecord.DATASET_JSON)
+    count = info.get("splits", {}).get(split) if isinstance(info.get("splits"), dict) else None
     if count == 0:
         raise tfrecord.DataError(f"split {split!r} of {data_dir} is empty (dataset.json counts 0 examples)")
+    counted = 0
+    for path in files:
+        records = tfrecord.count_records(path)
+        if records == 0:
+            raise tfrecord.DataError(f"{path}: empty shard (no records); convert the dataset again")
+        counted += records
+    if isinstance(count, bool) or count != counted:
+        said = (f"says split {split!r} has {count!r} examples" if count is not None
+                else f"has no count for split {split!r}")
+        raise tfrecord.DataError(f"{where} {said}, but its {len(files)} shard(s) hold {counted} records; "
+                                 "convert the dataset again (or correct the count)")
     return Split(data_dir, split, files, info)
 
 
