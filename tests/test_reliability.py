@@ -148,7 +148,127 @@ def test_skipped_examples_leave_no_empty_shard(tmp_path):
     assert pipelines.load_split(str(tmp_path / "d"), "train").count == 2
 
 
+# ----------------------------------------------------------------------------- 3. atomic config.json
+
+@pytest.mark.parametrize("failure", ["write", "serialisation"])
+def test_a_failed_config_write_keeps_the_previous_file(tmp_path, monkeypatch, failure):
+    from tfsynth import run_dir
+
+    run_dir.write_config(str(tmp_path), {"model": "crn", "hparams": {"image_size": [32, 64]}})
+    before = (tmp_path / "config.json").read_bytes()
+    if failure == "write":
+        def fail(*_):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(os, "fsync", fail)  # after the bytes went to the temporary file
+        new = {"model": "crn", "hparams": {"image_size": [64, 128]}}
+    else:
+        new = {"model": "crn", "hparams": {"image_size": {1, 2}}}  # a set: json.dumps raises
+    with pytest.raises((OSError, TypeError)):
+        run_dir.write_config(str(tmp_path), new)
+    assert (tmp_path / "config.json").read_bytes() == before
+    assert os.listdir(tmp_path) == ["config.json"]
+
+
+@pytest.mark.parametrize("content", ['{"model": "crn", "hpar', "[]", '{"model": "crn"}'])
+def test_a_damaged_config_json_is_one_error_line(tmp_path, run_cli, content):
+    model_dir = tmp_path / "run"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text(content)
+    assert_one_error(train(run_cli, model_dir, "--train_steps=1"), model_dir / "config.json")
+    assert (model_dir / "config.json").read_text() == content
+
+
+# ----------------------------------------------------------------------------- 5. torn checkpoints
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt"])
+def test_a_torn_latest_checkpoint_resumes_from_the_one_before(tmp_path, run_cli, damage):
+    model_dir = tmp_path / "run"
+    steps = ["--train_steps=4", "--checkpoint_every=2", "--image_every=100", "--export=false"]
+    first = train(run_cli, model_dir, *steps)
+    assert first.returncode == 0, first.stderr[-3000:]
+    expected = checkpoint_tensors(model_dir / "checkpoints" / "ckpt-4")
+    data_file = model_dir / "checkpoints" / "ckpt-4.data-00000-of-00001"
+    raw = bytearray(data_file.read_bytes())
+    if damage == "truncated":
+        raw = raw[: len(raw) // 2]
+    else:
+        raw[len(raw) // 2:len(raw) // 2 + 64] = bytes(64)
+    data_file.write_bytes(bytes(raw))
+
+    result = train(run_cli, model_dir, *steps)
+    assert result.returncode == 0, result.stderr[-3000:]
+    skipped = [line for line in result.stdout.splitlines() if line.startswith("skipped checkpoint")]
+    assert len(skipped) == 1 and "ckpt-4" in skipped[0], result.stdout
+    assert "resumed from" in result.stdout and "ckpt-2" in result.stdout.split("resumed from")[1].split()[0]
+    assert "step 3/4" in result.stdout and "step 2/4" not in result.stdout
+    actual = checkpoint_tensors(model_dir / "checkpoints" / "ckpt-4")
+    assert actual.keys() == expected.keys()
+    for key in expected:  # redone from ckpt-2, exactly as the first time
+        np.testing.assert_allclose(actual[key], expected[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_no_checkpoint_that_restores_is_one_error_line(tmp_path, run_cli):
+    model_dir = tmp_path / "run"
+    steps = ["--train_steps=2", "--checkpoint_every=2", "--image_every=100", "--export=false"]
+    assert train(run_cli, model_dir, *steps).returncode == 0
+    data_file = model_dir / "checkpoints" / "ckpt-2.data-00000-of-00001"
+    data_file.write_bytes(data_file.read_bytes()[:100])
+    assert_one_error(train(run_cli, model_dir, "--train_steps=4", "--export=false"), "ckpt-2")
+
+
 # ----------------------------------------------------------------------------- 8, 10. resume and input checks
+
+@pytest.fixture(scope="module")
+def two_step_run(tmp_path_factory, cache_dir, dataset):
+    """A 2-step run on ``dataset``, copied by each test that resumes it."""
+    from cli_support import run_module
+
+    model_dir = tmp_path_factory.mktemp("runs") / "base"
+    run_module(cache_dir, "tfsynth.train", f"--flagfile={SMOKE_FLAGS}", f"--model_dir={model_dir}",
+               f"--train_data={dataset}", "--train_steps=2", "--export=false")
+    return model_dir
+
+
+@pytest.fixture
+def resumable(two_step_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(two_step_run, copy)
+    return copy
+
+
+def test_resume_on_other_data_is_refused_naming_both(resumable, dataset, run_cli):
+    before = (resumable / "config.json").read_bytes()
+    result = train(run_cli, resumable, "--train_data=synthetic:32x64:20", "--train_steps=4")
+    line = assert_one_error(result, "--train_data", dataset)
+    assert "synthetic" in line.split(str(dataset))[1]  # the other path too
+    assert (resumable / "config.json").read_bytes() == before
+
+
+def test_resume_on_the_same_data_by_another_path_is_accepted(resumable, dataset, run_cli, tmp_path):
+    link = tmp_path / "link"
+    link.symlink_to(dataset)
+    result = train(run_cli, resumable, f"--train_data={link}", "--train_steps=3", "--export=false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "step 3/3" in result.stdout and "step 1/3" not in result.stdout
+
+
+def test_resume_with_another_global_batch_size_is_one_error_line(resumable, dataset, run_cli):
+    result = train(run_cli, resumable, f"--train_data={dataset}", "--train_steps=4", "--global_batch_size=4")
+    assert_one_error(result, "--global_batch_size=4", "2")
+
+
+def test_resume_on_reconverted_shards_is_one_error_line(run_cli, tmp_path):
+    data = tmp_path / "data"
+    convert_synthetic(run_cli, data, "--num_examples=8", "--num_shards=2")
+    first = train(run_cli, tmp_path / "run", f"--train_data={data}", "--train_steps=2", "--export=false")
+    assert first.returncode == 0, first.stderr[-3000:]
+    convert_synthetic(run_cli, data, "--num_examples=8", "--num_shards=3", "--overwrite")
+    assert_one_error(train(run_cli, tmp_path / "run", f"--train_data={data}", "--train_steps=4"),
+                     "--train_data", "3 shard(s)", "read 2")
+
 
 def test_dataset_json_count_that_disagrees_with_the_shards_is_refused(own_dataset, run_cli, tmp_path):
     info = json.loads((own_dataset / "dataset.json").read_text())
@@ -184,3 +304,10 @@ def test_non_positive_learning_rate_is_refused(family, rate):
 def test_negative_learning_rate_on_the_command_line(tmp_path, run_cli):
     result = train(run_cli, tmp_path / "run", "--hparams=learning_rate=-1", "--dry_run")
     assert_one_error(result, "learning_rate", "-1")
+
+
+def test_model_dir_that_is_a_file_is_one_error_line(tmp_path, run_cli):
+    path = tmp_path / "run"
+    path.write_text("mine")
+    assert_one_error(train(run_cli, path), path)
+    assert path.read_text() == "mine"

@@ -77,17 +77,66 @@ def build_model(saved: dict):
 
 
 def latest_checkpoint(model_dir: str, flag: str = "--model_dir") -> str:
+    return checkpoint_paths(model_dir, flag)[-1]
+
+
+def checkpoint_paths(model_dir: str, flag: str = "--model_dir") -> list[str]:
+    """The checkpoints of ``model_dir`` that its CheckpointManager keeps, oldest first."""
     import tensorflow as tf
 
-    latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-    if latest is None:
-        raise RunDirError(f"{flag}: no checkpoint in {os.path.join(model_dir, 'checkpoints')}")
-    return latest
+    directory = os.path.join(model_dir, "checkpoints")
+    state = tf.train.get_checkpoint_state(directory)
+    if state is None or not state.model_checkpoint_path:
+        raise RunDirError(f"{flag}: no checkpoint in {directory}")
+    paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
+    if paths[-1] != state.model_checkpoint_path:
+        paths.append(state.model_checkpoint_path)
+    return paths
+
+
+def restore_newest(checkpoint, paths: list[str], *, partial: bool = False, log=None) -> str:
+    """Restores the newest of ``paths`` (oldest first) that restores; returns its path.
+
+    A checkpoint torn by a crash, a kill during the write or a full disk (a truncated or corrupt
+    data file, a missing index) is skipped with one line naming it and why, and the one before it
+    is tried. A failed attempt may have set some variables already; the next restore sets every
+    one of them again, since all checkpoints of a run hold the same objects.
+
+    Args:
+      checkpoint: a ``tf.train.Checkpoint``.
+      paths: checkpoint prefixes, oldest first (``CheckpointManager.checkpoints``).
+      partial: the checkpoint may hold more than ``checkpoint`` restores (serving state only).
+      log: receives the line for each skipped checkpoint (default: a warning).
+
+    Raises:
+      RunDirError: when none restores, naming each and its error.
+    """
+    import tensorflow as tf
+    from absl import logging
+
+    log = log or logging.warning
+    failures = []
+    for path in reversed(paths):
+        try:
+            status = checkpoint.restore(path)
+            if partial:
+                status.expect_partial()
+            status.assert_existing_objects_matched()
+            return path
+        except (tf.errors.OpError, AssertionError, IndexError, KeyError, OSError, ValueError) as error:
+            reason = getattr(error, "message", None) or str(error) or type(error).__name__
+            # One line, without TensorFlow's function-node and op decorations.
+            reason = " ".join(re.sub(r"\{\{[^}]*\}\}|\[Op:\w+\]", " ", reason).split())
+            failures.append(f"{path}: {reason[:300]}")
+            log(f"skipped checkpoint {path}: it does not restore ({reason[:300]})")
+    raise RunDirError("no checkpoint restores: " + "; ".join(failures) +
+                      ". Move the checkpoints folder away to start over")
 
 
 def load_model(model_dir: str, purpose: str = "serving", flag: str = "--model_dir"):
     """Rebuilds the model of ``model_dir`` and restores what ``purpose`` needs from its latest
-    checkpoint: ``serving`` (the export's state), or ``networks`` (every network: warm starts).
+    checkpoint that restores: ``serving`` (the export's state), or ``networks`` (every network:
+    warm starts).
 
     Returns:
       (model, the model's registry name).
@@ -96,9 +145,9 @@ def load_model(model_dir: str, purpose: str = "serving", flag: str = "--model_di
 
     saved = read_config(model_dir, flag)
     model = build_model(saved)
-    latest = latest_checkpoint(model_dir, flag)
+    paths = checkpoint_paths(model_dir, flag)
     state = model.serving_state() if purpose == "serving" else model.networks
-    tf.train.Checkpoint(**state).restore(latest).expect_partial().assert_existing_objects_matched()
+    restore_newest(tf.train.Checkpoint(**state), paths, partial=True)
     return model, saved["model"]
 
 

@@ -52,6 +52,9 @@ def check_resume_config(model_dir: str, model_name: str, config) -> dict | None:
     if not os.path.exists(path):
         return None
     saved = run_dir.read_json(path, "--model_dir")
+    if not isinstance(saved, dict) or not isinstance(saved.get("hparams"), dict):
+        raise TrainingError(f"{path}: damaged (no model and hparams in it), so the run cannot be "
+                            "resumed safely; restore the file or use another --model_dir")
     if saved.get("model") != model_name:
         raise TrainingError(f"{path}: this model_dir holds a {saved.get('model')!r} model, not "
                             f"{model_name!r}; use another --model_dir")
@@ -63,6 +66,41 @@ def check_resume_config(model_dir: str, model_name: str, config) -> dict | None:
         raise TrainingError(f"{path}: hyper-parameters differ from the run being resumed ({detail}); "
                             "rerun with the same flags or use another --model_dir")
     return saved
+
+
+def check_resume_data(saved: dict | None, model_dir: str, flags_values, data_dir: str, splits: dict) -> None:
+    """Refuses to resume on other data, another batch size or another shard layout: the
+    checkpointed data position is only meaningful for the same input pipeline."""
+    if not saved:
+        return
+    path = os.path.join(model_dir, run_dir.CONFIG_JSON)
+    data, runtime = saved.get("data") or {}, saved.get("runtime") or {}
+    before = data.get("dir")
+    if before and not same_data_dir(before, data_dir):
+        raise TrainingError(f"--train_data={flags_values.train_data}: the run in {model_dir} trained on "
+                            f"{before}, not {data_dir}; resume with the same data or use another --model_dir")
+    batch = runtime.get("global_batch_size")
+    if batch is not None and batch != flags_values.global_batch_size:
+        raise TrainingError(f"--global_batch_size={flags_values.global_batch_size}: the run being resumed "
+                            f"used {batch} ({path}), and its checkpointed data position holds batches of that "
+                            "size; rerun with the same value or use another --model_dir")
+    for split in splits.values():
+        shards = (data.get("shards") or {}).get(split.name)
+        if shards is not None and shards != len(split.files):
+            raise TrainingError(f"--train_data={flags_values.train_data}: split {split.name!r} now has "
+                                f"{len(split.files)} shard(s), the run being resumed read {shards} ({path}); "
+                                "its checkpointed data position needs the same shards: convert with "
+                                f"--num_shards={shards} or use another --model_dir")
+
+
+def same_data_dir(first: str, second: str) -> bool:
+    """Whether two dataset paths are one dataset: the same folder, or the same built-in scenes,
+    whose cache folders are named after their size, count and seed wherever the cache lies."""
+    first, second = os.path.realpath(first), os.path.realpath(second)
+    if first == second:
+        return True
+    return (os.path.basename(first) == os.path.basename(second)
+            and all(os.path.basename(os.path.dirname(path)) == "synthetic" for path in (first, second)))
 
 
 def resolve_steps(flags_values, examples: int) -> int:
@@ -128,14 +166,19 @@ def make_step_function(model, strategy, step_counter):
     return step
 
 
-def restore_or_warm_start(checkpoint, manager, model, init_from: str | None) -> str:
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        return f"resumed from {manager.latest_checkpoint}"
+def restore_or_warm_start(checkpoint, manager, model, init_from: str | None) -> tuple[str, str | None]:
+    """Resumes from the newest checkpoint that restores, else warm-starts or starts afresh.
+
+    Returns:
+      (what was done, for the log; the checkpoint restored or None).
+    """
+    if manager.checkpoints:
+        path = run_dir.restore_newest(checkpoint, manager.checkpoints, log=lambda line: print(line, flush=True))
+        return f"resumed from {path}", path
     if init_from:
         copied, skipped = warm_start(model, init_from)
-        return f"warm start from {init_from}: {copied} layers copied, skipped {skipped or 'none'}"
-    return "from scratch"
+        return f"warm start from {init_from}: {copied} layers copied, skipped {skipped or 'none'}", None
+    return "from scratch", None
 
 
 def warm_start(model, source: str) -> tuple[int, list[str]]:
@@ -233,6 +276,9 @@ def naming_bad_records(model, splits: dict):
 def main(flags_values) -> None:
     spec = registry.get(flags_values.model)
     try:
+        model_dir = flags_values.model_dir
+        if model_dir and os.path.exists(model_dir) and not os.path.isdir(model_dir):
+            raise TrainingError(f"--model_dir={model_dir} is a file, not a run directory")
         config = model_config(spec, flags_values)
         if flags_values.dry_run:
             model = spec.load()(config)
@@ -259,7 +305,7 @@ def train(flags_values, spec, config) -> None:
     from tfsynth.models.base import numeric
 
     model_dir = flags_values.model_dir
-    check_resume_config(model_dir, spec.name, config)
+    saved = check_resume_config(model_dir, spec.name, config)
     strategy = distribute.make_strategy(flags_values.strategy, flags_values.cpu_devices)
     distribute.set_precision(flags_values.mixed_precision)
     keras.utils.set_random_seed(flags_values.seed)
@@ -281,6 +327,7 @@ def train(flags_values, spec, config) -> None:
     splits = training_splits(model, data_dir, flags_values.train_split)
     check_data_fits_model(model, splits)
     model.prepare_run_dir(model_dir)
+    check_resume_data(saved, model_dir, flags_values, data_dir, splits)
     examples = max(split.count for split in splits.values())  # an epoch covers the larger domain
     steps_per_epoch = max(1, examples // flags_values.global_batch_size)
     total_steps = resolve_steps(flags_values, examples)
@@ -298,7 +345,7 @@ def train(flags_values, spec, config) -> None:
     checkpoint = tf.train.Checkpoint(step=step_counter, data=iterator, **model.checkpoint_items())
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(model_dir, "checkpoints"),
                                          max_to_keep=flags_values.keep_checkpoints)
-    origin = restore_or_warm_start(checkpoint, manager, model, flags_values.init_from)
+    origin, _ = restore_or_warm_start(checkpoint, manager, model, flags_values.init_from)
     write_config(model_dir, spec.name, config, flags_values, data_dir, splits, label_space)
 
     split_text = ", ".join(f"{stream + ' = ' if stream else ''}{split.name}: {split.count}"
@@ -403,6 +450,7 @@ def write_config(model_dir, model_name, config, flags_values, data_dir, splits, 
         "hparams": config_lib.to_dict(config),
         "runtime": runtime,
         "data": {"dir": data_dir, "splits": {split.name: split.count for split in splits.values()},
+                 "shards": {split.name: len(split.files) for split in splits.values()},
                  "label_space": label_space},
     }
     run_dir.write_config(model_dir, resolved)
