@@ -15,6 +15,7 @@ from cli_support import REPO_ROOT, SMOKE_FLAGS, cli_env
 from tfsynth.data import tfrecord
 
 TOOL = "tools/build_tfrecords.py"
+NAN_FAMILY = os.path.join(REPO_ROOT, "tests", "nan_family.py")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -177,6 +178,60 @@ def test_a_damaged_config_json_is_one_error_line(tmp_path, run_cli, content):
     (model_dir / "config.json").write_text(content)
     assert_one_error(train(run_cli, model_dir, "--train_steps=1"), model_dir / "config.json")
     assert (model_dir / "config.json").read_text() == content
+
+
+# ----------------------------------------------------------------------------- 4. NaN policy
+
+def test_nan_stops_before_it_is_saved_and_keeps_the_good_checkpoints(tmp_path, run_cli):
+    """The issue's case: a learning rate of 1e30 makes every loss after step 1 NaN."""
+    model_dir = tmp_path / "run"
+    result = train(run_cli, model_dir, "--hparams=learning_rate=1e30", "--checkpoint_every=1",
+                   "--keep_checkpoints=1")
+    line = assert_one_error(result, "step 2", "non-finite loss", "total=", "ckpt-1")
+    assert "--on_nan" in line
+    kept = sorted(os.path.basename(p) for p in glob.glob(str(model_dir / "checkpoints" / "ckpt-*.index")))
+    assert kept == ["ckpt-1.index"]
+    assert all(np.all(np.isfinite(value)) for value in checkpoint_tensors(model_dir / "checkpoints" / "ckpt-1").values()
+               if value.dtype.kind == "f")
+    assert not os.path.exists(model_dir / "export")
+
+
+def test_nan_loss_of_one_batch_stops_with_the_step_and_term(tmp_path, run_cli):
+    model_dir = tmp_path / "run"
+    result = train(run_cli, model_dir, "--model=nan_crn", "--checkpoint_every=1", "--keep_checkpoints=2",
+                   module=NAN_FAMILY)
+    assert_one_error(result, "step 3", "total=nan", "ckpt-2")
+    kept = sorted(os.path.basename(p) for p in glob.glob(str(model_dir / "checkpoints" / "ckpt-*.index")))
+    assert kept == ["ckpt-1.index", "ckpt-2.index"]
+
+
+@pytest.mark.parametrize("strategy", [[], ["--strategy=mirrored", "--cpu_devices=2"]], ids=["one", "mirrored"])
+def test_skip_step_drops_exactly_the_nan_update(tmp_path, run_cli, strategy):
+    from tensorboard.backend.event_processing import event_accumulator
+    import tensorflow as tf
+
+    model_dir = tmp_path / "run"
+    result = train(run_cli, model_dir, "--model=nan_crn", "--checkpoint_every=1", "--keep_checkpoints=4",
+                   "--on_nan=skip_step", "--export=false", *strategy, module=NAN_FAMILY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "step 3: skipped (non-finite loss total=nan" in result.stdout
+    assert "1 step(s) dropped" in result.stdout
+    counters = ("_CHECKPOINTABLE_OBJECT_GRAPH", "data/", "save_counter/", "step/", "skipped_steps/")
+    state = {step: checkpoint_tensors(model_dir / "checkpoints" / f"ckpt-{step}", skip=counters)
+             for step in (2, 3, 4)}
+    assert state[2].keys() == state[3].keys() and any(key.startswith("optimizer_G/") for key in state[2])
+    for key in state[2]:  # every weight and optimizer slot (and its iteration count) as before step 3
+        np.testing.assert_array_equal(state[3][key], state[2][key], err_msg=key)
+    assert any(not np.array_equal(state[4][key], state[3][key]) for key in state[3])  # step 4 trains
+    assert all(np.all(np.isfinite(v)) for v in state[4].values() if v.dtype.kind == "f")
+    reader = tf.train.load_checkpoint(str(model_dir / "checkpoints" / "ckpt-4"))
+    assert int(reader.get_tensor("skipped_steps/.ATTRIBUTES/VARIABLE_VALUE")) == 1
+
+    accumulator = event_accumulator.EventAccumulator(str(model_dir / "logs" / "train"),
+                                                     size_guidance={event_accumulator.TENSORS: 0})
+    accumulator.Reload()
+    counts = [(e.step, int(tf.make_ndarray(e.tensor_proto))) for e in accumulator.Tensors("train/skipped_steps")]
+    assert counts == [(1, 0), (2, 0), (3, 1), (4, 1)]
 
 
 # ----------------------------------------------------------------------------- 5. torn checkpoints

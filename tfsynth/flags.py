@@ -103,6 +103,11 @@ def define_runtime_flags():
     flags.DEFINE_bool("dry_run", False, "Build the networks, print their parameter counts, and exit "
                       "without reading data.")
     flags.DEFINE_bool("export", True, "Export a SavedModel at the end of training.")
+    flags.DEFINE_enum("on_nan", "stop", ["stop", "skip_step"],
+                      "A NaN or infinite loss (or weight): stop with an error before anything non-finite "
+                      "is saved (the last good checkpoint is kept), or drop that step's update and go on "
+                      "(counted in TensorBoard as train/skipped_steps; keeps a second copy of the weights "
+                      "and optimizer state in memory).")
 
 
 @_once

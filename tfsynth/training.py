@@ -24,7 +24,7 @@ from absl import logging
 import numpy as np
 
 from tfsynth import config as config_lib
-from tfsynth import registry, run_dir
+from tfsynth import nonfinite, registry, run_dir
 from tfsynth.data import pipelines, tfrecord
 
 
@@ -129,12 +129,15 @@ def network_rows(model, loss_networks: dict | None = None) -> list[tuple[str, st
 
 # ------------------------------------------------------------------------------- components
 
-def make_step_function(model, strategy, step_counter):
+def make_step_function(model, strategy, step_counter, finite_flag: bool = False):
     """One distributed training step from an iterator.
 
     The step is traced once per phase (the set of optimizer groups active at the current
     step, ``model.enter_phase``), so a recipe that switches optimizers mid-run gets a new
     graph at the switch and keeps it on a resume past it.
+
+    Returns:
+      ``step(iterator) -> losses``, or ``-> (losses, all losses finite)`` with ``finite_flag``.
     """
     import tensorflow as tf
 
@@ -153,7 +156,11 @@ def make_step_function(model, strategy, step_counter):
         per_replica = strategy.run(replica_step, (next(iterator),))
         losses = {name: strategy.reduce("MEAN", value, axis=None) for name, value in per_replica.items()}
         step_counter.assign_add(1)
-        return losses
+        if not finite_flag:
+            return losses
+        # One boolean over every term, in the graph: the loop reads it instead of every loss.
+        return losses, tf.reduce_all([tf.reduce_all(tf.math.is_finite(tf.cast(value, tf.float32)))
+                                      for value in losses.values()])
 
     traced = {}
 
@@ -285,7 +292,8 @@ def main(flags_values) -> None:
             print_summary(f"{spec.name}: {spec.summary}", network_rows(model) + hparam_rows(config))
             return
         train(flags_values, spec, config)
-    except (tfrecord.DataError, TrainingError, config_lib.HParamsError, run_dir.RunDirError) as error:
+    except (tfrecord.DataError, TrainingError, config_lib.HParamsError, run_dir.RunDirError,
+            nonfinite.NonFiniteError) as error:
         logging.error("%s", error)
         sys.exit(f"error: {error}")
 
@@ -345,7 +353,11 @@ def train(flags_values, spec, config) -> None:
     checkpoint = tf.train.Checkpoint(step=step_counter, data=iterator, **model.checkpoint_items())
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(model_dir, "checkpoints"),
                                          max_to_keep=flags_values.keep_checkpoints)
-    origin, _ = restore_or_warm_start(checkpoint, manager, model, flags_values.init_from)
+    origin, last_saved = restore_or_warm_start(checkpoint, manager, model, flags_values.init_from)
+    # Attached after the restore: a checkpoint from before the counter existed restores without
+    # it (and the counter starts at 0), a newer one restores it on attachment.
+    checkpoint.skipped_steps = tf.Variable(0, dtype=tf.int64, name="skipped_steps", trainable=False)
+    guard = nonfinite.Guard(model.checkpoint_items(), flags_values.on_nan)
     write_config(model_dir, spec.name, config, flags_values, data_dir, splits, label_space)
 
     split_text = ", ".join(f"{stream + ' = ' if stream else ''}{split.name}: {split.count}"
@@ -366,7 +378,7 @@ def train(flags_values, spec, config) -> None:
     eval_fn = tf.function(model.eval_metrics)
     eval_writer = tf.summary.create_file_writer(os.path.join(model_dir, "logs", "eval"))
     sample_fn = tf.function(model.sample_columns)
-    step_fn = make_step_function(model, strategy, step_counter)
+    step_fn = make_step_function(model, strategy, step_counter, finite_flag=True)
     writer = tf.summary.create_file_writer(os.path.join(model_dir, "logs", "train"))
     samples_dir = os.path.join(model_dir, "samples")
     is_chief = worker_index == 0
@@ -374,16 +386,23 @@ def train(flags_values, spec, config) -> None:
     start_step = int(step_counter.numpy())
     start_time = time.time()
     while int(step_counter.numpy()) < total_steps:
+        guard.before_step()
         with naming_bad_records(model, splits):
-            losses = step_fn(iterator)
+            losses, losses_finite = step_fn(iterator)
         step = int(step_counter.numpy())
+        if not guard.after_step(step, losses, losses_finite, last_saved):
+            checkpoint.skipped_steps.assign_add(1)
+            print(f"step {step}: skipped ({nonfinite.describe_losses(losses)}; --on_nan=skip_step), "
+                  f"{int(checkpoint.skipped_steps)} skipped so far", flush=True)
         if step % flags_values.log_every == 0 or step == total_steps:
             values = {name: float(value) for name, value in losses.items()}
             log_progress(step, total_steps, start_step, start_time, values, flags_values.global_batch_size)
             if is_chief:
                 rates = {f"learning_rate/{k}": float(keras.ops.convert_to_numpy(v))
                          for k, v in model.learning_rates().items()}
-                summaries.write_scalars({f"loss/{k}": v for k, v in values.items()} | rates, step, writer)
+                skipped = ({"train/skipped_steps": int(checkpoint.skipped_steps)}
+                           if flags_values.on_nan == "skip_step" else {})
+                summaries.write_scalars({f"loss/{k}": v for k, v in values.items()} | rates | skipped, step, writer)
         if is_chief and (step % flags_values.image_every == 0 or step == total_steps):
             grid = summaries.image_grid(sample_fn(sample_batch))
             summaries.write_grid(grid, step, writer, samples_dir)
@@ -394,11 +413,15 @@ def train(flags_values, spec, config) -> None:
                 print(f"eval at step {step}: " + "  ".join(f"{k}={v:.4g}" for k, v in metrics.items()),
                       flush=True)
         if step % flags_values.checkpoint_every == 0 or step == total_steps:
-            print(f"saved checkpoint {manager.save(checkpoint_number=step)}", flush=True)
+            guard.check_state(step, "a checkpoint", last_saved)
+            last_saved = manager.save(checkpoint_number=step)
+            print(f"saved checkpoint {last_saved}", flush=True)
     writer.flush()
     eval_writer.flush()
-    print(f"Training done at step {int(step_counter.numpy())}. TensorBoard: tensorboard --logdir={model_dir}/logs"
-          f"  samples: {samples_dir}", flush=True)
+    skipped = int(checkpoint.skipped_steps)
+    skipped_text = f" ({skipped} step(s) dropped for non-finite values)" if skipped else ""
+    print(f"Training done at step {int(step_counter.numpy())}{skipped_text}. TensorBoard: tensorboard "
+          f"--logdir={model_dir}/logs  samples: {samples_dir}", flush=True)
 
     def ordered_batches(split_name):
         return make_model_dataset(model, training_splits(model, data_dir, split_name), training=False,
@@ -406,9 +429,11 @@ def train(flags_values, spec, config) -> None:
                                   repeat=False, drop_remainder=False)
 
     if model.finish_training(ordered_batches):
+        guard.check_state(int(step_counter.numpy()), "a checkpoint", last_saved)
         print(f"saved checkpoint {manager.save(checkpoint_number=int(step_counter.numpy()))} "
               "(with the state computed after training)", flush=True)
     if flags_values.export and is_chief:
+        guard.check_state(int(step_counter.numpy()), "the export", last_saved)
         path = export.export_model(model, run_dir.next_export_dir(model_dir), model_name=spec.name)
         spatial = next(iter(model.serving_endpoints())).spatial_input
         example = f"--input={spatial.kind.upper()}S --output=OUT" if spatial else "--num_samples=16 --output=OUT"
