@@ -201,7 +201,9 @@ def test_every_config_parses_and_builds(tmp_path, cache_dir):
     paper_counts = {"crn_cityscapes_256p.flags": ["97,875,483"], "pix2pix_cityscapes.flags": ["54,413,955", "2,768,705"],
                     "pix2pixhd_cityscapes_512p.flags": ["182,546,755", "2,801,601"],
                     "pix2pixhd_cityscapes_1024p.flags": ["182,857,059", "2,801,601"],
-                    "cyclegan_cityscapes.flags": ["7,837,699", "2,764,737"]}
+                    "cyclegan_cityscapes.flags": ["7,837,699", "2,764,737"],
+                    "style_transfer.flags": ["1,679,235"], "super_resolution_x4.flags": ["401,859"],
+                    "super_resolution_x8.flags": ["438,915"]}
     for config, counts in paper_counts.items():
         text = printed[os.path.join(REPO_ROOT, "configs", config)]
         assert all(f"{count} parameters" in text for count in counts), (config, text)
