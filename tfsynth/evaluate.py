@@ -11,7 +11,10 @@ the input labels (pixel accuracy, mean class accuracy and mean IoU over the 19 C
 classes, ignore label honoured; FCN-score protocol: outputs resized to the label size, bilinear,
 before segmenting), FID and KID on Inception pool features (any image model), PSNR and SSIM
 against the paired target when there is one, and for multi-output models (CRN) the diversity of
-their outputs in pixels and in VGG features. What did not apply is listed, with the reason, in
+their outputs in pixels and in VGG features. Exports that upsample (``scale`` > 1: super-
+resolution, fed the record's photo degraded as in training) also get PSNR and SSIM on the Y
+channel with ``scale`` pixels shaved per border, and a bicubic row: the same inputs upsampled
+bicubically, the baseline to beat. What did not apply is listed, with the reason, in
 the report's ``meta.skipped``. With a segmenter the real photos are scored as the oracle row.
 Writes ``report.json``, ``report.md`` and ``grid.png`` (label | real | each model) for a fixed
 set of examples.
