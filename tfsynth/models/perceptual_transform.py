@@ -220,7 +220,7 @@ def upsampling_block(x, filters: int, norm: str, name: str):
 def residual_block(x, norm: str, name: str):
     """Rk: two unpadded 3x3 convolutions (norm and ReLU after the first, norm after the second)
     added to the identity centre-cropped by the 2 pixels each side they removed; no ReLU after
-    the sum (Gross & Wilber's design, the paper's supplementary)."""
+    the sum (the reference code's block)."""
     filters = x.shape[-1]
     y = _norm_relu(_conv(x, filters, 3, f"{name}_conv1"), norm, f"{name}_conv1")
     y = _norm(norm, f"{name}_conv2_norm")(_conv(y, filters, 3, f"{name}_conv2"))
