@@ -180,6 +180,30 @@ def test_a_damaged_config_json_is_one_error_line(tmp_path, run_cli, content):
     assert (model_dir / "config.json").read_text() == content
 
 
+# ----------------------------------------------------------------------------- atomic exports
+
+def test_a_failed_export_leaves_no_version_and_an_existing_one_is_never_replaced(tmp_path, monkeypatch, cache_dir):
+    from family_support import tiny_family
+    from tfsynth import export, run_dir
+
+    model, _, _ = tiny_family("crn")
+    target = tmp_path / "export" / "1"
+
+    def full_disk(*_):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:  # the SavedModel is written, its tfsynth_export.json fails
+        patch.setattr(run_dir, "write_json", full_disk)
+        with pytest.raises(OSError):
+            export.export_model(model, str(target))
+    assert os.listdir(tmp_path / "export") == []  # no version, no hidden partial folder
+    export.export_model(model, str(target))
+    before = snapshot(target)
+    with pytest.raises(run_dir.RunDirError, match="never overwritten"):
+        export.export_model(model, str(target))
+    assert snapshot(target) == before
+
+
 # ----------------------------------------------------------------------------- 4. NaN policy
 
 def test_nan_stops_before_it_is_saved_and_keeps_the_good_checkpoints(tmp_path, run_cli):
@@ -234,6 +258,15 @@ def test_skip_step_drops_exactly_the_nan_update(tmp_path, run_cli, strategy):
     assert counts == [(1, 0), (2, 0), (3, 1), (4, 1)]
 
 
+def test_skip_step_gives_up_after_ten_nan_steps_in_a_row(tmp_path, run_cli):
+    """A learning rate of 1e30 makes every step after the first NaN: going back cannot recover."""
+    result = train(run_cli, tmp_path / "run", "--hparams=learning_rate=1e30", "--on_nan=skip_step",
+                   "--train_steps=20", "--checkpoint_every=100", "--image_every=100")
+    assert_one_error(result, "step 11", "10 steps in a row", "No checkpoint was written")
+    assert result.stdout.count(": skipped (") == 9  # steps 2 to 10; the tenth in a row is the error
+    assert not os.path.exists(tmp_path / "run" / "checkpoints") and not os.path.exists(tmp_path / "run" / "export")
+
+
 # ----------------------------------------------------------------------------- 5. torn checkpoints
 
 @pytest.mark.parametrize("damage", ["truncated", "corrupt"])
@@ -269,7 +302,9 @@ def test_no_checkpoint_that_restores_is_one_error_line(tmp_path, run_cli):
     assert train(run_cli, model_dir, *steps).returncode == 0
     data_file = model_dir / "checkpoints" / "ckpt-2.data-00000-of-00001"
     data_file.write_bytes(data_file.read_bytes()[:100])
+    before = snapshot(model_dir / "checkpoints")
     assert_one_error(train(run_cli, model_dir, "--train_steps=4", "--export=false"), "ckpt-2")
+    assert snapshot(model_dir / "checkpoints") == before  # nothing deleted or rewritten
 
 
 # ----------------------------------------------------------------------------- 8, 10. resume and input checks
