@@ -37,6 +37,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfsynth import config as config_lib
 from tfsynth import losses
 from tfsynth.data import labels, transforms
 from tfsynth.endpoints import Endpoint, Input
@@ -120,8 +121,7 @@ class Pix2PixHDConfig:
             raise ValueError(f"gan_mode must be 'lsgan' or 'vanilla', got {self.gan_mode!r}")
         if any(size % self.size_multiple for size in self.image_size):
             raise ValueError(f"image_size {self.image_size} must be multiples of {self.size_multiple}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        config_lib.check_positive(self, "learning_rate")
         if self.epochs_fix_global and self.generator != "local":
             raise ValueError("epochs_fix_global freezes the global generator of generator=local only")
         if min(self.base_filters, self.discriminator_scales, self.num_clusters) < 1:
