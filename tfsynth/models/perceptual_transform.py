@@ -183,8 +183,9 @@ def _torch7_uniform(fan_in: int) -> keras.initializers.Initializer:
 
 def _norm(kind: str, name: str) -> keras.layers.Layer:
     if kind == "batch":
-        # Torch's running averages keep 0.9 of the old value; epsilon 1e-5.
-        return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
+        # Torch's running averages keep 0.9 of the old value; epsilon 1e-5. Statistics over the
+        # global batch (synchronized across replicas): the paper normalised over all 4 images.
+        return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=True, name=name)
     # The later models' instance norm has a learned scale and offset per channel.
     return keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, name=name)
 
