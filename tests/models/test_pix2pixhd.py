@@ -156,7 +156,8 @@ def test_the_global_generator_stays_frozen_until_the_switch_then_a_fresh_adam_tr
     assert all(np.array_equal(a, v.numpy()) for a, v in zip(start_global, global_weights))
     assert any(not np.array_equal(a, v.numpy()) for a, v in zip(start_local, local_weights))
     assert int(model.optimizers["G_local"].iterations) == 2 and int(model.optimizers["G"].iterations) == 0
-    run(1)
+    (joint,) = run(1)
+    assert all(np.isfinite(float(v)) for v in joint.values())
     assert all(not np.array_equal(a, v.numpy()) for a, v in zip(start_global, global_weights))
     assert int(model.optimizers["G"].iterations) == 1 and int(model.optimizers["D"].iterations) == 3
     # The fresh Adam's rate counts epochs from the start of training, not from its first step.
