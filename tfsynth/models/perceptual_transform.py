@@ -47,14 +47,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from tfsynth import config as config_lib
-from tfsynth import losses
+from tfsynth import losses, run_dir
 from tfsynth.data import transforms
 from tfsynth.endpoints import Endpoint, Input
 from tfsynth.layers.padding import ReflectionPadding2D
@@ -430,16 +429,11 @@ class StyleTransfer(_PerceptualTransform):
             read_style_image(self.config.style_image)  # missing or unreadable: fail before copying
             extension = os.path.splitext(self.config.style_image)[1].lower() or ".png"
             copy = os.path.join(model_dir, STYLE_COPY + extension)
-            partial = f"{copy}.partial-{os.getpid()}"
-            shutil.copyfile(self.config.style_image, partial)
-            os.replace(partial, copy)
+            with open(self.config.style_image, "rb") as f:
+                run_dir.write_bytes(copy, f.read())
         else:
-            from PIL import Image
-
             copy = os.path.join(model_dir, STYLE_COPY + ".png")
-            partial = f"{copy}.partial-{os.getpid()}.png"
-            Image.fromarray(builtin_style_image()).save(partial)
-            os.replace(partial, copy)
+            run_dir.write_bytes(copy, tf.io.encode_png(builtin_style_image()).numpy())
         self.style_image_path = copy
 
     def style_image(self) -> np.ndarray:
