@@ -48,7 +48,7 @@ from tfsynth.data import labels
 from tfsynth.layers import resnet
 from tfsynth.layers.discriminators import build_patch_discriminator
 from tfsynth.endpoints import Endpoint, Input
-from tfsynth.models.base import OptimizerGroup, SynthesisModel, numeric
+from tfsynth.models.base import OptimizerGroup, SynthesisModel, numeric, to_uint8, to_unit_range
 from tfsynth.schedules import LinearDecay
 
 #: ``generator`` values: the authors' ``--netG`` names are resnet_9blocks and resnet_6blocks;
@@ -258,16 +258,6 @@ class ImagePool(tf.Module):
 
 
 # ---------------------------------------------------------------------------------- the model
-
-def to_unit_range(images):
-    """uint8 (or 0..255 float) images -> float32 in [-1, 1]."""
-    return tf.cast(images, tf.float32) / 127.5 - 1.0
-
-
-def to_uint8(images):
-    """[-1, 1] images -> uint8."""
-    return tf.cast(tf.clip_by_value(tf.round((images + 1.0) * 127.5), 0, 255), tf.uint8)
-
 
 class CycleGAN(SynthesisModel):
     """CycleGAN training: G_A, G_B (one Adam), then D_A, D_B (another Adam), per step.

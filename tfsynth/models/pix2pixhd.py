@@ -43,7 +43,7 @@ from tfsynth.data import labels, transforms
 from tfsynth.endpoints import Endpoint, Input
 from tfsynth.layers import AvgPoolDownsample, StoredTensor, resnet
 from tfsynth.layers.discriminators import build_feature_discriminator, multiscale_outputs
-from tfsynth.models.base import OptimizerGroup, SynthesisModel, numeric
+from tfsynth.models.base import OptimizerGroup, SynthesisModel, numeric, to_pixels, to_uint8, to_unit_range
 from tfsynth.schedules import LinearDecay
 
 GENERATORS = ("global", "local")
@@ -338,7 +338,7 @@ class Pix2PixHD(SynthesisModel):
         x = semantic if features is None else tf.concat([semantic, tf.cast(features, semantic.dtype)], axis=-1)
         return self.generator(x, training=training)
 
-    def _discriminate(self, semantic, images, training: bool = True):
+    def _discriminate(self, semantic, images):
         return multiscale_outputs(self.discriminators, tf.concat([semantic, tf.cast(images, semantic.dtype)], -1))
 
     # ---------------------------------------------------------------------------- training
@@ -511,15 +511,3 @@ class Pix2PixHD(SynthesisModel):
         fake = self.generate(self.semantic_input(batch["label"], instance), features)
         shown = tf.gather(self.palette, tf.cast(batch["label"], tf.int32))
         return [shown, tf.cast(batch["image"], tf.uint8), to_uint8(fake)]
-
-
-def to_unit_range(images):
-    return tf.cast(images, tf.float32) / 127.5 - 1.0
-
-
-def to_pixels(images):
-    return (tf.cast(images, tf.float32) + 1.0) * 127.5
-
-
-def to_uint8(images):
-    return tf.cast(tf.clip_by_value(tf.round(to_pixels(images)), 0, 255), tf.uint8)
