@@ -171,6 +171,21 @@ def test_a_failed_config_write_keeps_the_previous_file(tmp_path, monkeypatch, fa
     assert os.listdir(tmp_path) == ["config.json"]
 
 
+def test_atomically_written_files_are_as_readable_as_ordinary_ones(tmp_path):
+    # mkstemp's temporary files are private (0600): renamed as they are, a tfsynth_export.json
+    # would be unreadable to a TF Serving process running as another user.
+    from tfsynth import run_dir
+
+    previous = os.umask(0o022)
+    try:
+        run_dir.write_json(str(tmp_path / "a.json"), {})
+        with open(tmp_path / "b.json", "w") as f:
+            f.write("{}")
+    finally:
+        os.umask(previous)
+    assert oct(os.stat(tmp_path / "a.json").st_mode & 0o777) == oct(os.stat(tmp_path / "b.json").st_mode & 0o777) == "0o644"
+
+
 @pytest.mark.parametrize("content", ['{"model": "crn", "hpar', "[]", '{"model": "crn"}'])
 def test_a_damaged_config_json_is_one_error_line(tmp_path, run_cli, content):
     model_dir = tmp_path / "run"

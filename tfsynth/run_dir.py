@@ -31,10 +31,15 @@ def write_json(path: str, data) -> None:
 
 
 def write_bytes(path: str, data: bytes) -> None:
-    """Writes ``path`` atomically: a temporary file beside it, flushed, then renamed over it."""
+    """Writes ``path`` atomically: a temporary file beside it, flushed, then renamed over it.
+
+    The file gets the permissions an ordinary ``open`` would give it (0666 less the umask), not
+    ``mkstemp``'s private 0600, so a server running as another user can read an export's files.
+    """
     directory = os.path.dirname(os.path.abspath(path))
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
+        os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, "wb") as f:
             f.write(data)
             f.flush()
@@ -44,6 +49,12 @@ def write_bytes(path: str, data: bytes) -> None:
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 def read_json(path: str, flag: str) -> dict:
