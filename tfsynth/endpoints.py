@@ -28,7 +28,9 @@ import dataclasses
 #:             unconditional models; ``--seed`` for every input of conditional ones)
 #:   latent    float32 [N, D] latent vectors (not read from files; ``seed`` is their file-free form)
 #:   cluster_map  int32 [N, H, W] a style (cluster index) per instance, read at its pixels; -1:
-#:             drawn from the seed (pix2pixHD's instance styles; not read from files)
+#:             drawn from the seed (pix2pixHD's instance styles; not read from files). The
+#:             export records how many styles each class offers as ``style_clusters`` (one
+#:             count per class id) in ``tfsynth_export.json``
 INPUT_KINDS = {
     "label": ("uint8", (None, None, None)),
     "instance": ("int32", (None, None, None)),

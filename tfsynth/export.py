@@ -17,7 +17,8 @@ output would exceed ``max_size``, sizes the architecture cannot take, and instan
 another size than their label map fail with INVALID_ARGUMENT. The SavedModel holds the model's
 serving state alone (``serving_state_keys``: generators, EMA weights, cluster centres), never
 discriminators, image pools or optimizer slots, and ``tfsynth_export.json`` records the
-declaration that ``infer`` and ``evaluate`` read back. The export is written to a temporary
+declaration that ``infer``, ``evaluate`` and the studio read back, with the family's
+``serving_metadata()`` (e.g. pix2pixHD's ``style_clusters``). The export is written to a temporary
 folder beside its version folder and renamed when complete, so TF Serving never sees half of it.
 """
 
@@ -176,6 +177,7 @@ def export_model(model, export_dir: str, max_size: int = 2048, model_name: str |
             "size_multiple": model.size_multiple,
             "num_outputs": model.num_outputs,
             "training_size": model.training_size,
+            **model.serving_metadata(),
         })
         os.rename(partial, export_dir)
     finally:

@@ -227,7 +227,12 @@ def test_one_cluster_choice_changes_only_that_instance(clustered):
 def test_export_holds_the_centres_and_refuses_an_instance_map_of_another_size(clustered, tmp_path):
     from tfsynth import export
 
+    from tfsynth import run_dir
+
     path = export.export_model(clustered, str(tmp_path / "1"), model_name="pix2pixhd")
+    # A client (the studio) learns from the declaration how many styles each class offers.
+    counts = clustered.cluster_counts.value.numpy()
+    assert run_dir.read_export_info(path)["style_clusters"] == counts.astype(int).tolist()
     loaded = tf.saved_model.load(path)
     exported = {tuple(v.shape): v.numpy() for v in loaded.variables if tuple(v.shape) == (35, 3, 3)}
     np.testing.assert_array_equal(exported[(35, 3, 3)], clustered.clusters.value.numpy())

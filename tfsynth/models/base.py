@@ -185,6 +185,12 @@ class SynthesisModel(keras.Model):
         """
         del model_dir
 
+    def serving_metadata(self) -> dict:
+        """Facts about the serving state that a client needs to build an endpoint's inputs, beyond
+        the declaration (pix2pixHD: how many cluster styles each class offers); JSON values,
+        recorded in ``tfsynth_export.json`` beside the endpoints."""
+        return {}
+
     def build_loss_networks(self) -> dict:
         """Creates frozen networks used only by the losses (VGG); returns them by name."""
         return {}

@@ -490,6 +490,13 @@ class Pix2PixHD(SynthesisModel):
                                    Input("image", kind="image", source="image")))
         return {styles: self.render_styles, encoded: self.render_encoded}
 
+    def serving_metadata(self) -> dict:
+        """``style_clusters``: per class id, how many styles a ``clusters`` entry can choose
+        (0..n-1), so a client can cycle one instance through its class's styles."""
+        if not self.config.instance_features:
+            return {}
+        return {"style_clusters": [int(count) for count in self.cluster_counts.value.numpy()]}
+
     def render(self, label, instance=None, features=None):
         """Label ids (+ instance ids) (+ instance features) -> images on the 0..255 scale."""
         return {"image": to_pixels(self.generate(self.semantic_input(label, instance), features))}
