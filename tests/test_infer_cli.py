@@ -74,11 +74,31 @@ def test_two_inputs_that_would_write_one_file_are_refused(export_dir, run_cli, t
     inputs = tmp_path / "labels"
     inputs.mkdir()
     Image.fromarray(np.full((32, 64), 7, np.uint8)).save(inputs / "scene.png")
-    Image.fromarray(np.full((32, 64, 3), 128, np.uint8)).save(inputs / "scene.jpg")
+    Image.fromarray(np.full((32, 64), 9, np.uint8)).save(inputs / "scene.PNG", format="PNG")
     refused = run_cli("tfsynth.infer", f"--saved_model={export_dir}", f"--input={inputs}",
                       f"--output={tmp_path / 'out'}", check=False)
-    assert refused.returncode != 0 and "scene.jpg" in refused.stderr and "scene.png" in refused.stderr
+    assert refused.returncode != 0 and "scene.PNG" in refused.stderr and "scene.png" in refused.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_photo_or_jpeg_given_as_a_label_is_refused_and_a_palette_drawing_is_read(export_dir, run_cli, tmp_path):
+    from tfsynth.data import labels
+
+    inputs = labels_folder(tmp_path / "labels", [(32, 64)])
+    ids = np.asarray(Image.open(inputs / "l0.png"))
+    Image.fromarray(labels.colorize(ids, "cityscapes35")).save(inputs / "l0_color.png")
+    run_cli("tfsynth.infer", f"--saved_model={export_dir}", f"--input={inputs}", f"--output={tmp_path / 'out'}")
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "l0_color.png")),
+                                  np.asarray(Image.open(tmp_path / "out" / "l0.png")))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 64, 3), dtype=np.uint8)).save(photos / "p.png")
+    Image.fromarray(ids).save(photos / "q.jpg")
+    for name, found in [("p.png", "of the pixels are not colours of the cityscapes35 palette"), ("q.jpg", "JPEG")]:
+        refused = run_cli("tfsynth.infer", f"--saved_model={export_dir}", f"--input={photos / name}",
+                          f"--output={tmp_path / name}", check=False)
+        assert refused.returncode != 0 and f"error: {photos / name}: " in refused.stderr and found in refused.stderr
+        assert "Traceback" not in refused.stderr and not (tmp_path / name).exists()
 
 
 def test_export_prints_results_not_tensorflow_chatter(export_dir, run_cli, tmp_path):

@@ -416,3 +416,129 @@ def test_model_dir_that_is_a_file_is_one_error_line(tmp_path, run_cli):
     path.write_text("mine")
     assert_one_error(train(run_cli, path), path)
     assert path.read_text() == "mine"
+
+
+# ----------------------------------------------------------------------------- 7. label files
+
+def encoded(array, format_name="PNG", mode=None):
+    import io
+
+    from PIL import Image
+
+    image = Image.fromarray(array)
+    buffer = io.BytesIO()
+    (image.convert(mode) if mode else image).save(buffer, format=format_name)
+    return buffer.getvalue()
+
+
+IDS = np.random.default_rng(0).integers(0, 34, (16, 24)).astype(np.uint8)
+NOT_LABELS = {  # name -> (bytes, what the message must say)
+    "jpeg_named_png": (encoded(IDS, "JPEG"), "a JPEG file"),
+    "sixteen_bit": (encoded(IDS.astype(np.uint16)), "16-bit"),
+    "photo": (encoded(np.random.default_rng(1).integers(0, 255, (16, 24, 3)).astype(np.uint8)), "colour image"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NOT_LABELS))
+def test_a_label_file_that_is_no_8_bit_single_channel_png_is_refused_saying_what_it_is(tmp_path, name):
+    from tfsynth.data import sources
+
+    data, found = NOT_LABELS[name]
+    path = tmp_path / "label.png"
+    path.write_bytes(data)
+    with pytest.raises(tfrecord.DataError, match=found) as error:
+        sources.read_id_map(str(path), 35)
+    assert str(path) in str(error.value)
+
+
+def test_a_colour_label_is_read_when_drawn_exactly_in_the_palette_and_a_photo_is_not(tmp_path):
+    from tfsynth.data import labels, sources
+
+    drawn, photo = tmp_path / "drawn.png", tmp_path / "photo.png"
+    drawn.write_bytes(encoded(labels.colorize(IDS, "cityscapes35")))
+    off_palette = labels.colorize(IDS, "cityscapes35").astype(np.int16)
+    off_palette[:4] += 3  # a quarter of the pixels a few units off their colour, as a photo or a JPEG
+    photo.write_bytes(encoded(off_palette.astype(np.uint8)))
+    space = labels.get_label_space("cityscapes35")
+    expected = labels.ids_from_colors(labels.colorize(IDS, space), space)  # shared colours: lowest id
+    np.testing.assert_array_equal(sources.read_id_map(str(drawn), 35, colors=space), expected)
+    with pytest.raises(tfrecord.DataError, match=r"25\.0% of the pixels are not colours of the cityscapes35"):
+        sources.read_id_map(str(photo), 35, colors=space)
+    with pytest.raises(tfrecord.DataError, match="colour image"):
+        sources.read_id_map(str(drawn), 35)  # the converter takes ids only
+
+
+def test_converter_refuses_a_jpeg_label_named_png(tmp_path, run_cli):
+    root = tmp_path / "cs"
+    run_cli(TOOL, "--format=synthetic", f"--out={root}", "--num_examples=2", "--size=32x64", "--layout=cityscapes")
+    label = sorted((root / "gtFine" / "train" / "synthville").glob("*_labelIds.png"))[1]
+    from PIL import Image
+
+    label.write_bytes(encoded(np.asarray(Image.open(label)), "JPEG"))
+    out = tmp_path / "tfr"
+    assert "JPEG" in assert_one_error(run_cli(TOOL, "--format=cityscapes", f"--src={root}", f"--out={out}",
+                                              "--splits=train", check=False), label.name)
+    assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- 9, 10. served inputs
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, cache_dir):
+    """The signatures of a tiny CRN export (labels -> images, multiples of 8, max_size 64)."""
+    import tensorflow as tf
+
+    from family_support import tiny_family
+    from tfsynth import export
+
+    model, _, _ = tiny_family("crn")
+    path = str(tmp_path_factory.mktemp("export") / "1")
+    export.export_model(model, path, max_size=64)
+    return tf.saved_model.load(path).signatures
+
+
+SERVED_LABELS = {  # name -> (label tensor, what the message must say)
+    "rank_2": (np.zeros((32, 64), np.uint8), r"label uint8 \[N, H, W\] expected.*rank\] \[2\]"),
+    "rgb_image": (np.zeros((1, 32, 64, 3), np.uint8), r"a colour image has rank 4\); got an input of rank\] \[4\]"),
+    "empty_batch": (np.zeros((0, 32, 64), np.uint8), "the batch is empty"),
+    "size_0": (np.zeros((1, 0, 64), np.uint8), r"height and width must be at least 1; got\] \[0 64\]"),
+    "colour_values": (np.full((1, 32, 64), 90, np.uint8), r"labels are class ids, not colours; the largest id found is\] \[90\]"),
+    "too_large": (np.zeros((1, 72, 64), np.uint8), r"larger than the export.{0,2}s max_size 64; height and width are\] \[72\] \[64\]"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SERVED_LABELS))
+def test_served_inputs_of_the_wrong_shape_or_values_say_what_is_wrong(served, name):
+    import tensorflow as tf
+
+    label, message = SERVED_LABELS[name]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        served["serving_default"](label=tf.constant(label))
+
+
+def header_only_png(height, width):
+    """A PNG whose header claims ``height`` x ``width`` (its pixel data is a 1x1 image's)."""
+    data = bytearray(encoded(np.zeros((1, 1), np.uint8)))
+    data[16:24] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+    return bytes(data)
+
+
+PNG_LABELS = {
+    "jpeg": (encoded(IDS, "JPEG"), "not a PNG; labels are 8-bit greyscale PNGs"),
+    "sixteen_bit": (encoded(IDS.astype(np.uint16)), r"got bit depth\] \[16\] \[and colour type\] \[0\]"),
+    "rgb": (encoded(np.stack([IDS] * 3, -1)), r"got bit depth\] \[8\] \[and colour type\] \[2\]"),
+    "palette": (encoded(IDS, mode="P"), r"\[and colour type\] \[3\]"),
+    # 16384 x 16384 would cost 1 GiB decoded and cast; the header alone refuses it.
+    "huge": (header_only_png(16384, 16384), r"larger than 64 \(checked before decoding\).*\[16384\] \[16384\]"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PNG_LABELS))
+def test_predict_png_refuses_what_is_no_label_png_from_its_header(served, name):
+    import tensorflow as tf
+
+    data, message = PNG_LABELS[name]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        served["predict_png"](label_png_bytes=tf.constant([data]))
+    good = served["predict_png"](label_png_bytes=tf.constant([encoded(np.zeros((32, 64), np.uint8))]))
+    assert good["image_png_bytes"].shape == [1]

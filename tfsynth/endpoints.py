@@ -39,6 +39,9 @@ INPUT_KINDS = {
     "latent": ("float32", (None, None)),
     "cluster_map": ("int32", (None, None, None)),
 }
+#: The dimensions of each kind, for messages.
+DIMENSION_NAMES = {"label": ("N", "H", "W"), "instance": ("N", "H", "W"), "image": ("N", "H", "W", "3"),
+                   "seed": ("N",), "latent": ("N", "D"), "cluster_map": ("N", "H", "W")}
 #: Kinds read from files on disk (and so able to take a PNG-bytes signature).
 FILE_KINDS = ("label", "instance", "image")
 
@@ -96,6 +99,10 @@ class Input:
     @property
     def shape(self) -> tuple:
         return INPUT_KINDS[self.kind][1]
+
+    def describe(self) -> str:
+        """``label uint8 [N, H, W]``: the input as a person would write it in an error message."""
+        return f"{self.name} {self.dtype} [{', '.join(DIMENSION_NAMES[self.kind])}]"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -42,19 +42,71 @@ def _uint8(name: str, tensor):
     return tf.cast(tf.clip_by_value(tf.round(tensor), 0, 255), tf.uint8)
 
 
+def runtime_shape(value):
+    """The shape ``value`` has when the graph runs, even where it differs from the signature's.
+
+    Serving does not check a fed tensor's rank against the signature, and ``tf.rank`` (or the
+    size of ``tf.shape``) is folded to the declared rank when the graph is optimised; the
+    data-dependent mask keeps the length a runtime value.
+    """
+    import tensorflow as tf
+
+    shape = tf.shape(value)
+    return tf.boolean_mask(shape, shape >= 0)
+
+
+def _assert(condition, message: str, *values):
+    """A graph assertion whose INVALID_ARGUMENT reads ``message`` followed by ``values``."""
+    import tensorflow as tf
+
+    return tf.debugging.Assert(condition, [message, *values], summarize=8)
+
+
+def shape_checks(spec, value) -> list:
+    """Rank, channels, a non-empty batch and a non-empty image, each with its own message."""
+    import tensorflow as tf
+
+    shape = runtime_shape(value)
+    rank = len(spec.shape)
+    hint = " (a batch of class-id maps; a colour image has rank 4)" if spec.kind == "label" else ""
+    rank_check = _assert(tf.equal(tf.size(shape), rank),
+                         f"{spec.describe()} expected{hint}; got an input of rank", tf.size(shape))
+    with tf.control_dependencies([rank_check]):
+        checks = [_assert(shape[0] > 0, f"{spec.name}: the batch is empty; send at least one")]
+        if rank >= 3:
+            checks.append(_assert(tf.reduce_min(shape[1:3]) > 0,
+                                  f"{spec.name}: height and width must be at least 1; got", shape[1:3]))
+        if spec.shape[-1] is not None:
+            checks.append(_assert(tf.equal(shape[-1], spec.shape[-1]),
+                                  f"{spec.describe()} expected; got channels", shape[-1]))
+    return [rank_check] + checks
+
+
 def input_checks(model, endpoint, inputs: dict, max_size: int) -> list:
-    """Graph assertions on an endpoint's inputs (INVALID_ARGUMENT with a message naming them)."""
+    """Graph assertions on an endpoint's inputs (INVALID_ARGUMENT with a message naming them):
+    shapes first, then what needs a well-shaped input (id range, size, size multiple)."""
     import tensorflow as tf
 
     from tfsynth.data import labels
 
+    given = [spec for spec in endpoint.inputs if spec.name in inputs]
+    checks = [check for spec in given for check in shape_checks(spec, inputs[spec.name])]
+    with tf.control_dependencies(checks):
+        checks += _value_checks(model, endpoint, given, inputs, max_size, labels)
+    return checks
+
+
+def _value_checks(model, endpoint, given, inputs: dict, max_size: int, labels) -> list:
+    import tensorflow as tf
+
     checks = []
-    for spec in endpoint.inputs:
-        if spec.kind == "label" and spec.name in inputs:
-            num_classes = labels.get_label_space(model.source_label_space).num_classes
-            checks.append(tf.debugging.assert_less(
-                tf.reduce_max(tf.cast(inputs[spec.name], tf.int32)), num_classes,
-                message=f"{spec.name} id outside {model.source_label_space} (0..{num_classes - 1})"))
+    for spec in given:
+        if spec.kind == "label":
+            space = labels.get_label_space(model.source_label_space)
+            checks.append(_assert(
+                tf.reduce_max(tf.cast(inputs[spec.name], tf.int32)) < space.num_classes,
+                f"{spec.name} id outside {space.name} (0..{space.num_classes - 1}): labels are class ids, "
+                "not colours; the largest id found is", tf.reduce_max(inputs[spec.name])))
     spatial = endpoint.spatial_input
     if spatial is None:
         return checks
@@ -65,15 +117,16 @@ def input_checks(model, endpoint, inputs: dict, max_size: int) -> list:
     too_large = (f"{spatial.name} larger than the export's max_size {max_size}" if scale == 1 else
                  f"{spatial.name} larger than {largest}: x{scale} would exceed the export's max_size {max_size}")
     checks += [
-        tf.debugging.assert_less_equal(tf.maximum(height, width), largest, message=too_large),
-        tf.debugging.assert_equal(tf.stack([height % multiple, width % multiple]), 0,
-                                  message=f"{spatial.name} height and width must be multiples of {multiple}"),
+        _assert(tf.maximum(height, width) <= largest, f"{too_large}; height and width are", height, width),
+        _assert(tf.reduce_all(tf.stack([height % multiple, width % multiple]) == 0),
+                f"{spatial.name} height and width must be multiples of {multiple}; got", height, width),
     ]
-    for spec in endpoint.inputs:
-        if spec.kind in ("label", "instance", "image") and spec is not spatial and spec.name in inputs:
-            checks.append(tf.debugging.assert_equal(
-                tf.shape(inputs[spec.name])[:3], tf.shape(value)[:3],
-                message=f"{spec.name} must have the batch size, height and width of {spatial.name}"))
+    for spec in given:
+        if spec.kind in ("label", "instance", "image") and spec is not spatial:
+            checks.append(_assert(
+                tf.reduce_all(tf.shape(inputs[spec.name])[:3] == tf.shape(value)[:3]),
+                f"{spec.name} must have the batch size, height and width of {spatial.name}; got",
+                tf.shape(inputs[spec.name])[:3], "and", tf.shape(value)[:3]))
     return checks
 
 
@@ -90,6 +143,50 @@ def serving_function(model, endpoint, function, input_names, max_size: int):
     return serve
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: PNG colour types (IHDR byte 25), for messages.
+PNG_COLOUR_TYPES = {0: "greyscale", 2: "RGB", 3: "palette", 4: "greyscale + alpha", 6: "RGBA"}
+
+
+def encoded_image_checks(data, spec, largest: int) -> list:
+    """Checks an encoded input from its header alone, before any pixel is decoded, so a
+    small file that would decode to gigabytes is refused for the price of reading 33 bytes.
+
+    Labels must be 8-bit greyscale PNGs (a JPEG changes ids where it compresses, a 16-bit PNG
+    decodes rescaled and a palette PNG decodes to its colours); photos are PNG or JPEG.
+    """
+    import tensorflow as tf
+
+    is_png = tf.logical_and(tf.equal(tf.strings.substr(data, 0, 8), PNG_SIGNATURE),
+                            tf.strings.length(data) >= 33)
+    if spec.kind == "label":
+        format_check = _assert(is_png, f"{spec.name}: not a PNG; labels are 8-bit greyscale PNGs of class ids")
+    else:
+        format_check = _assert(tf.logical_or(is_png, tf.io.is_jpeg(data)), f"{spec.name}: not a PNG or JPEG")
+
+    def png_header():
+        # IHDR: width and height (big-endian uint32 at bytes 16 and 20), bit depth, colour type.
+        raw = tf.cast(tf.io.decode_raw(tf.strings.substr(data, 16, 10), tf.uint8), tf.int64)
+        width, height = (tf.reduce_sum(raw[i:i + 4] * tf.constant([1 << 24, 1 << 16, 1 << 8, 1], tf.int64))
+                         for i in (0, 4))
+        return tf.stack([height, width, raw[8], raw[9]])
+
+    def jpeg_header():
+        return tf.concat([tf.cast(tf.io.extract_jpeg_shape(data)[:2], tf.int64), [8, 2]], 0)
+
+    with tf.control_dependencies([format_check]):
+        header = tf.cond(is_png, png_header, jpeg_header)
+        checks = [format_check, _assert(tf.reduce_max(header[:2]) <= largest,
+                                        f"{spec.name} larger than {largest} (checked before decoding); "
+                                        "height and width are", header[0], header[1])]
+        if spec.kind == "label":
+            checks.append(_assert(tf.reduce_all(tf.equal(header[2:], [8, 0])),
+                                  f"{spec.name}: labels are 8-bit greyscale PNGs of class ids; got bit depth",
+                                  header[2], "and colour type", header[3],
+                                  "(" + ", ".join(f"{k}: {v}" for k, v in PNG_COLOUR_TYPES.items()) + ")"))
+    return checks
+
+
 def png_function(model, endpoint, function, max_size: int):
     """``predict_png``: PNG bytes of the endpoint's one file input -> PNG bytes of its first output."""
     import tensorflow as tf
@@ -97,13 +194,14 @@ def png_function(model, endpoint, function, max_size: int):
     spec = endpoint.png_input
     output = endpoint.outputs[0]
 
-    def decode(png):
-        if spec.kind == "label":
-            return tf.io.decode_png(png, channels=1)[None, ..., 0]
-        return tf.io.decode_image(png, channels=3, expand_animations=False)[None]
+    def decode(data):
+        with tf.control_dependencies(encoded_image_checks(data, spec, max_size // endpoint.scale)):
+            if spec.kind == "label":
+                return tf.io.decode_png(data, channels=1)[None, ..., 0]
+            return tf.io.decode_image(data, channels=3, expand_animations=False)[None]
 
-    def one(png):
-        inputs = {spec.name: decode(png)}
+    def one(data):
+        inputs = {spec.name: decode(data)}
         with tf.control_dependencies(input_checks(model, endpoint, inputs, max_size)):
             result = _uint8(output, function(**{spec.name: tf.identity(inputs[spec.name])})[output])[0]
         return tf.io.encode_png(result[..., None] if output == "label" else result)

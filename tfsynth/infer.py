@@ -4,8 +4,8 @@ What is read and written follows the export's declaration (``tfsynth_export.json
 the family's endpoints):
 
 * ``label`` inputs: ``--input`` is an 8-bit id PNG in the export's label space (e.g. Cityscapes
-  ``*_gtFine_labelIds.png``) or a directory of them; colour-coded label images are mapped to
-  ids by nearest palette colour;
+  ``*_gtFine_labelIds.png``) or a directory of them, or colour-coded label PNGs drawn exactly
+  in the export's palette (``*_gtFine_color.png``); photos, JPEGs and 16-bit files are refused;
 * ``instance`` inputs: ``--instance``, 16-bit instance-id PNGs with the stems of the label files;
 * ``image`` inputs: ``--input``, photos (PNG or JPEG) or a directory of them;
 * ``seed`` inputs (unconditional models): ``--num_samples`` images from seeds ``--seed``,
@@ -64,17 +64,15 @@ def _open(path: str) -> Image.Image:
 
 
 def read_label(path: str, info: dict) -> np.ndarray:
-    """uint8 [H, W] ids from an id PNG or a colour-coded label image; checks the id range."""
-    from tfsynth.data import labels
+    """uint8 [H, W] ids from an 8-bit id PNG, or a colour-coded label PNG drawn exactly in the
+    export's palette; anything else (a photo, a JPEG, a 16-bit file, ids out of range) is refused."""
+    from tfsynth.data import labels, sources, tfrecord
 
-    image = _open(path)
-    array = np.asarray(image.convert("RGB") if image.mode not in ("L", "P", "I;16", "I") else image)
     space = labels.get_label_space(info["label_space"])
-    ids = labels.ids_from_colors(array, space) if array.ndim == 3 else array.astype(np.int64)
-    if ids.max() >= space.num_classes:
-        raise InferenceError(f"{path}: label id {int(ids.max())} is outside {space.name} "
-                             f"(0..{space.num_classes - 1})")
-    return ids.astype(np.uint8)
+    try:
+        return sources.read_id_map(path, space.num_classes, colors=space)
+    except tfrecord.DataError as error:
+        raise InferenceError(str(error)) from None
 
 
 def read_instance(path: str, info: dict) -> np.ndarray:

@@ -165,3 +165,19 @@ def ids_from_colors(rgb: np.ndarray, space: str | LabelSpace) -> np.ndarray:
     pixels = np.asarray(rgb, dtype=np.int32).reshape(-1, 1, 3)
     distance = np.square(pixels - palette[first][None]).sum(-1)
     return first[np.argmin(distance, axis=1)].astype(np.uint8).reshape(np.shape(rgb)[:-1])
+
+
+def ids_from_exact_colors(rgb: np.ndarray, space: str | LabelSpace) -> np.ndarray:
+    """int16 ids of a colour-coded label image drawn exactly in ``space``'s palette; -1 where a
+    pixel is no palette colour. Where several ids share a colour the lowest id wins."""
+    space = get_label_space(space) if isinstance(space, str) else space
+
+    def code(colors):
+        colors = np.asarray(colors, np.int32)
+        return (colors[..., 0] << 16) | (colors[..., 1] << 8) | colors[..., 2]
+
+    palette = code(space.palette())
+    lookup = {int(color): index for index, color in reversed(list(enumerate(palette)))}  # lowest id last
+    distinct, inverse = np.unique(code(rgb), return_inverse=True)
+    ids = np.asarray([lookup.get(int(color), -1) for color in distinct], np.int16)
+    return ids[inverse].reshape(np.shape(rgb)[:-1])

@@ -85,22 +85,45 @@ def read_image(path: str) -> np.ndarray:
         return np.asarray(image, dtype=np.uint8)
 
 
-def read_id_map(path: str, num_classes: int | None) -> np.ndarray:
-    """Decodes a single-channel class-id PNG to uint8 [H, W], checking the id range.
+def read_id_map(path: str, num_classes: int | None, colors=None) -> np.ndarray:
+    """Decodes a class-id label file to uint8 [H, W], checking its format and the id range.
+
+    Labels are 8-bit single-channel PNGs (greyscale, or palette whose indices are the ids): a
+    JPEG changes ids wherever it compresses, and a 16-bit or colour file holds something else.
 
     Args:
       path: the label file.
       num_classes: ids must be below this; None checks only that they fit in 8 bits.
+      colors: a label space whose palette colour-coded label PNGs may be drawn in, exactly
+        (``infer`` takes Cityscapes ``*_color.png``); None refuses colour files.
 
     Raises:
-      DataError: naming ``path`` for an unreadable file, a colour image, or an id out of range.
+      DataError: naming ``path`` and saying what was found.
     """
-    ids = _read_single_channel(path, "label")
+    with _open_image(path) as image:
+        if image.format != "PNG":
+            raise DataError(f"{path}: a {image.format or 'non-PNG'} file; labels must be 8-bit single-channel "
+                            "PNGs of class ids (lossy compression changes ids)")
+        if image.mode in ("L", "P"):
+            ids = np.asarray(image)
+        elif image.mode in ("RGB", "RGBA") and colors is not None:
+            ids = _ids_from_palette_image(path, np.asarray(image.convert("RGB")), colors)
+        else:
+            found = "a colour image" if image.mode in ("RGB", "RGBA") else f"PIL mode {image.mode} (16-bit?)"
+            raise DataError(f"{path}: {found}; labels must be 8-bit single-channel PNGs of class ids")
     limit = 256 if num_classes is None else num_classes
-    if ids.size and (ids.min() < 0 or ids.max() >= limit):
-        bad = int(ids.max()) if ids.max() >= limit else int(ids.min())
-        raise DataError(f"{path}: label id {bad} is outside the label space (ids 0..{limit - 1})")
+    if ids.size and ids.max() >= limit:
+        raise DataError(f"{path}: label id {int(ids.max())} is outside the label space (ids 0..{limit - 1})")
     return ids.astype(np.uint8)
+
+
+def _ids_from_palette_image(path: str, rgb: np.ndarray, space) -> np.ndarray:
+    ids = label_spaces.ids_from_exact_colors(rgb, space)
+    outside = np.mean(ids < 0)
+    if outside:
+        raise DataError(f"{path}: {outside:.1%} of the pixels are not colours of the {space.name} palette; a colour-coded "
+                        "label must be drawn exactly in it (a photo, or a JPEG-compressed label?)")
+    return ids
 
 
 def read_instance_map(path: str) -> np.ndarray:
