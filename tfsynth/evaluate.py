@@ -262,7 +262,8 @@ def evaluate(flags_values) -> str:
     total = split.count if not flags_values.num_examples else min(split.count, flags_values.num_examples)
     dataset = pipelines.make_dataset(split, batch_size=flags_values.batch_size, shuffle=False, repeat=False,
                                      with_label=has_labels, with_target="target" in fields,
-                                     with_instance="instance" in fields, drop_remainder=False)
+                                     with_instance="instance" in fields, drop_remainder=False,
+                                     batch_by_size=True)
     seen = 0
     print(f"Evaluating {len(exports)} model(s) on {total} examples of {data_dir} [{split.name}]", flush=True)
     for batch in dataset:

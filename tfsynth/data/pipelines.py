@@ -115,7 +115,7 @@ def make_dataset(split: Split, *, batch_size: int, transform=None, shuffle: bool
                  repeat: bool = True, seed: int = 0, with_label: bool = True,
                  with_instance: bool = False, with_target: bool = False,
                  num_shards: int = 1, shard_index: int = 0, cache: bool = False,
-                 drop_remainder: bool = True):
+                 drop_remainder: bool = True, batch_by_size: bool = False):
     """Batches of decoded examples from ``split``, in a seeded, reproducible order.
 
     Args:
@@ -128,6 +128,9 @@ def make_dataset(split: Split, *, batch_size: int, transform=None, shuffle: bool
       seed: seeds every random choice, so two runs see the same sequence.
       num_shards, shard_index: multi-worker input sharding.
       cache: keep decoded examples in memory after the first epoch (small datasets).
+      batch_by_size: batch examples of one height and width together (evaluation of records
+        kept at their own sizes, such as a folder of photos); batches then follow the sizes'
+        order of completion, not the records' order.
     """
     import tensorflow as tf
 
@@ -156,7 +159,16 @@ def make_dataset(split: Split, *, batch_size: int, transform=None, shuffle: bool
         examples = tf.data.Dataset.zip(seeds, examples).map(
             lambda example_seed, example: transform(example, example_seed),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    batches = examples.batch(batch_size, drop_remainder=drop_remainder)
+    if batch_by_size:
+        def size_key(example):
+            height, width = tf.unstack(tf.shape(example["image"], out_type=tf.int64)[:2])
+            return height * (1 << 32) + width
+
+        batches = examples.group_by_window(
+            size_key, lambda _, same_size: same_size.batch(batch_size, drop_remainder=drop_remainder),
+            window_size=batch_size)
+    else:
+        batches = examples.batch(batch_size, drop_remainder=drop_remainder)
     options = tf.data.Options()
     options.deterministic = True
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
