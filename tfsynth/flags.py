@@ -166,3 +166,19 @@ def define_evaluate_flags():
                          "classes outside the evaluated 19 map to it).", lower_bound=19)
     flags.DEFINE_integer("kid_subset_size", 1000, "KID subset size (capped by the number of examples).",
                          lower_bound=2)
+
+
+@_once
+def define_studio_flags():
+    flags.DEFINE_string("saved_model", None, "Label -> image exports to compare, name:PATH,name:PATH,... "
+                        "(e.g. crn:runs/quickstart/export/1); the names are the REST paths /v1/models/<name>, "
+                        "and with --serving_url TF Serving's model names.")
+    flags.DEFINE_string("examples", None, "A TFRecord dataset directory whose label and instance maps the "
+                        "page offers as starting scenes.")
+    flags.DEFINE_string("examples_split", "val", "Split of --examples.")
+    flags.DEFINE_string("host", "127.0.0.1", "Address to listen on: loopback only unless you say otherwise "
+                        "(0.0.0.0 serves every network the machine is on).")
+    flags.DEFINE_integer("port", 8080, "Port to listen on (0: any free port; the URL is printed).",
+                         lower_bound=0, upper_bound=65535)
+    flags.DEFINE_string("serving_url", None, "TF Serving's REST address (e.g. http://localhost:8501): the "
+                        "studio forwards the page's model calls there instead of loading the exports.")

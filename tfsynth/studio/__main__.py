@@ -1,0 +1,61 @@
+"""Start the studio: ``python -m tfsynth.studio --saved_model=crn:S1,pix2pix:S2,pix2pixhd:S3``."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+
+from absl import flags
+
+from tfsynth import flags as tfsynth_flags
+from tfsynth import run_dir
+from tfsynth.studio import exports
+
+
+def main(argv):
+    del argv
+    values = flags.FLAGS
+    start = time.time()
+    try:
+        models = exports.load_models(values.saved_model)
+        if values.serving_url and not values.serving_url.startswith(("http://", "https://")):
+            raise exports.StudioError(f"--serving_url: {values.serving_url} is not an http(s) URL")
+        # Bound before any model loads: a busy port fails at once, and --port=0 learns its port.
+        listener = socket.socket(socket.AF_INET6 if ":" in values.host else socket.AF_INET)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((values.host, values.port))
+    except (exports.StudioError, run_dir.RunDirError) as error:
+        sys.exit(f"error: {error}")
+    except OSError as error:
+        sys.exit(f"error: --host/--port: cannot listen on {values.host}:{values.port} ({error.strerror})")
+
+    import uvicorn
+
+    from tfsynth.data import tfrecord
+    from tfsynth.studio import scenes, serving, server
+
+    label_space = models[0].info["label_space"]
+    try:
+        examples = (scenes.Examples(values.examples, values.examples_split, label_space)
+                    if values.examples else None)
+    except tfrecord.DataError as error:
+        sys.exit(f"error: --examples: {error}")
+    if values.serving_url:
+        backend = serving.ForwardedServing(values.serving_url)
+    else:
+        backend = serving.LocalServing({model.name: model.path for model in models})
+    app = server.create_app(models, backend, examples)
+    host, port = listener.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    print(f"tfsynth studio: http://{shown}:{port}/ ({len(models)} model(s): "
+          f"{', '.join(m.name for m in models)}; ready in {time.time() - start:.1f} s; Ctrl-C stops it)", flush=True)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[listener])
+
+
+def run():
+    tfsynth_flags.run_command(main, tfsynth_flags.define_studio_flags, required=("saved_model",))
+
+
+if __name__ == "__main__":
+    run()
