@@ -219,6 +219,28 @@ def test_a_failed_export_leaves_no_version_and_an_existing_one_is_never_replaced
     assert snapshot(target) == before
 
 
+# ----------------------------------------------------------------------------- 10. a full disk
+
+def test_a_full_disk_is_one_error_line_naming_the_file_and_keeps_what_was_saved(tmp_path, dataset, cache_dir):
+    # A file-size limit makes every write past 100 kB fail as a full disk does (EFBIG instead
+    # of ENOSPC), without a mount: config, events and the sample grid fit, the checkpoint not.
+    import resource
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    model_dir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "tfsynth.train", f"--flagfile={SMOKE_FLAGS}", f"--model_dir={model_dir}",
+         f"--train_data={dataset}", "--train_steps=2", "--checkpoint_every=1"],
+        cwd=REPO_ROOT, env=cli_env(cache_dir), capture_output=True, text=True, timeout=300,
+        preexec_fn=limit_file_size)
+    line = assert_one_error(result, model_dir / "checkpoints" / "ckpt-1", "File too large", "rerun")
+    assert "training resumes from its last checkpoint" in line
+    assert json.load(open(model_dir / "config.json"))["model"] == "crn"
+    assert not (model_dir / "checkpoints" / "checkpoint").exists()  # no checkpoint claimed saved
+
+
 # ----------------------------------------------------------------------------- 4. NaN policy
 
 def test_nan_stops_before_it_is_saved_and_keeps_the_good_checkpoints(tmp_path, run_cli):

@@ -7,7 +7,10 @@ before TensorFlow is imported, so a wrong flag fails in a fraction of a second.
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import sys
 
 from absl import app, flags, logging
 
@@ -38,13 +41,44 @@ def parse_flags(argv):
     return remaining
 
 
+#: A write that failed for want of space, as the OS (errno) and TensorFlow (message) say it.
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_TF_STORAGE_ERROR = re.compile(r"(\S+?);? (No space left on device|Disk quota exceeded|File too large)")
+
+
+def storage_error(error: BaseException) -> str | None:
+    """``FILE: reason`` when ``error`` is a write that failed for want of space, else None."""
+    if isinstance(error, OSError) and error.errno in STORAGE_ERRNOS:
+        return f"{error.filename or 'writing a file'}: {error.strerror}"
+    if type(error).__module__.startswith("tensorflow"):  # tf.errors.*: C++ writers (checkpoints, events)
+        match = _TF_STORAGE_ERROR.search(str(error))
+        if match:
+            return f"{match.group(1)}: {match.group(2)}"
+    return None
+
+
 def run_command(main, define_flags=None, required: tuple[str, ...] = ()) -> None:
-    """Defines a command's flags, marks the required ones, and runs ``main`` under absl."""
+    """Defines a command's flags, marks the required ones, and runs ``main`` under absl.
+
+    A full disk ends any command with one ``error:`` line naming the file it could not write
+    (files are written atomically, so what was saved before is intact) instead of a traceback.
+    """
     if define_flags is not None:
         define_flags()
     for name in required:
         flags.mark_flag_as_required(name)
-    app.run(main, flags_parser=parse_flags)
+
+    def main_reporting_full_disks(argv):
+        try:
+            return main(argv)
+        except Exception as error:  # noqa: BLE001 - re-raised unless it is a full disk
+            where = storage_error(error)
+            if where is None:
+                raise
+            sys.exit(f"error: {where}. Free space and rerun: files saved before are intact, "
+                     "and training resumes from its last checkpoint")
+
+    app.run(main_reporting_full_disks, flags_parser=parse_flags)
 
 
 def _once(define):

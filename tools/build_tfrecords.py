@@ -219,4 +219,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=tfsynth_flags.parse_flags)
+    tfsynth_flags.run_command(main)
