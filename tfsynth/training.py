@@ -19,7 +19,6 @@ import os
 import sys
 import time
 
-from absl import logging
 
 import numpy as np
 
@@ -294,7 +293,6 @@ def main(flags_values) -> None:
         train(flags_values, spec, config)
     except (tfrecord.DataError, TrainingError, config_lib.HParamsError, run_dir.RunDirError,
             nonfinite.NonFiniteError) as error:
-        logging.error("%s", error)
         sys.exit(f"error: {error}")
 
 
