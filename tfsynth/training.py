@@ -19,7 +19,6 @@ import os
 import sys
 import time
 
-
 import numpy as np
 
 from tfsynth import config as config_lib
