@@ -417,6 +417,9 @@ async function cycleStyle(model, canvas, event) {
   const classId = classOf(id);
   const count = (model.style_clusters || [])[classId] || 0;
   const name = classes()[classId] ? classes()[classId].name : `class ${classId}`;
+  if (!model.style_clusters) {
+    throw new Error(`${model.name}: its export does not record style_clusters; export it again with this tfsynth`);
+  }
   if (count < 2) {
     showMessage(`${name}: this export has ${count} style(s) for the class, nothing to cycle`, "info");
     return;
