@@ -146,6 +146,8 @@ BAD_PREDICTS = [
     ("crn", {"signature_name": "nope", "instances": [[[1]]]}, 400, "nope"),
     ("crn", {"instances": [{"label": [[7] * 64] * 32, "color": 1}]}, 400, "unknown input(s) color"),
     ("pix2pixhd", {"instances": [{"label": [[7] * 64] * 32}]}, 400, "missing input(s)"),
+    ("pix2pixhd", {"inputs": [[[7] * 64] * 32]}, 400, "takes named inputs"),
+    ("crn", {"instances": [{"label": [[7] * 64] * 32}, [[7] * 64] * 32]}, 400, "all name their inputs"),
     ("crn", {"instances": [{"label": [[7] * 64, [7] * 63]}]}, 400, "different lengths"),
     ("crn", {"instances": [{"label": [[300] * 64] * 32}]}, 400, "do not fit uint8"),
     ("crn", {"instances": [{"label": [[1.5] * 64] * 32}]}, 400, "integers"),

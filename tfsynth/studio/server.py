@@ -54,26 +54,24 @@ def create_app(models: list, serving, examples=None) -> Starlette:
         return parse_json(await request.body())
 
     # ------------------------------------------------------------------ TF Serving's REST API
-    async def model_status(request: Request):
-        name = request.path_params["name"]
+    async def tf_serving(request: Request, compute):
+        """TF Serving's answer to ``request``: forwarded as it is (``--serving_url``), or
+        ``compute(body)`` here, in a worker thread so the page stays answered while a model renders."""
         if forwarded:
-            return Response(*_forwarded(await serving.forward("GET", f"/v1/models/{name}")))
-        return json_response(await run_in_threadpool(serving.status, name))
+            body = await request.body() if request.method == "POST" else None
+            status, content, media_type = await serving.forward(request.method, request.url.path, body)
+            return Response(content, status, media_type=media_type)
+        body = await body_json(request) if request.method == "POST" else None
+        return json_response(await run_in_threadpool(compute, body))
+
+    async def model_status(request: Request):
+        return await tf_serving(request, lambda _: serving.status(request.path_params["name"]))
 
     async def model_metadata(request: Request):
-        name = request.path_params["name"]
-        if forwarded:
-            return Response(*_forwarded(await serving.forward("GET", f"/v1/models/{name}/metadata")))
-        return json_response(await run_in_threadpool(serving.metadata, name))
+        return await tf_serving(request, lambda _: serving.metadata(request.path_params["name"]))
 
     async def predict(request: Request):
-        name = request.path_params["name"]
-        if forwarded:
-            return Response(*_forwarded(await serving.forward("POST", f"/v1/models/{name}:predict",
-                                                              await request.body())))
-        body = await body_json(request)
-        # TensorFlow runs in a worker thread: the page stays answered while a model renders.
-        return json_response(await run_in_threadpool(serving.predict, name, body))
+        return await tf_serving(request, lambda body: serving.predict(request.path_params["name"], body))
 
     # ------------------------------------------------------------------ studio-only calls
     async def studio_config(request: Request):
@@ -86,7 +84,7 @@ def create_app(models: list, serving, examples=None) -> Starlette:
     async def example_scene(request: Request):
         if examples is None:
             raise scenes.SceneError("no --examples were given to the studio", status=404)
-        return json_response(examples.scene(request.path_params["index"], canvas, label_space))
+        return json_response(await run_in_threadpool(examples.scene, request.path_params["index"], canvas, label_space))
 
     async def upload_scene(request: Request):
         body = await body_json(request)
@@ -126,7 +124,3 @@ def create_app(models: list, serving, examples=None) -> Starlette:
     return Starlette(routes=routes, exception_handlers={
         ServingError: serving_error, scenes.SceneError: scene_error, Exception: unexpected})
 
-
-def _forwarded(answer: tuple[int, bytes, str]) -> tuple:
-    status, content, media_type = answer
-    return content, status, None, media_type

@@ -74,7 +74,7 @@ def to_array(name: str, value, dtype: np.dtype, shape: list) -> np.ndarray:
         except ValueError:
             raise ServingError(400, f"input {name!r}: nested lists of different lengths") from None
         if array.size and array.dtype.kind not in "biuf":
-            raise ServingError(400, f"input {name!r}: expected numbers, got {array.dtype.kind == 'U' and 'strings' or array.dtype}")
+            raise ServingError(400, f"input {name!r}: expected numbers, got {'text' if array.dtype.kind == 'U' else 'objects'}")
         if np.dtype(dtype).kind in "iu" and array.size:
             if array.dtype.kind == "f" and not np.array_equal(array, np.round(array)):
                 raise ServingError(400, f"input {name!r}: {np.dtype(dtype).name} takes integers")
@@ -123,19 +123,22 @@ def request_inputs(request, specs: dict, signature: str) -> tuple[dict, bool]:
             if any(set(row) != set(rows[0]) for row in rows):
                 raise ServingError(400, "every instance must name the same inputs")
             columns = {name: [row[name] for row in rows] for name in _named(rows[0], specs, signature)}
-        elif len(specs) == 1 and not any(_is_named(row, specs) for row in rows):
-            columns = {next(iter(specs)): rows}
+        elif not any(_is_named(row, specs) for row in rows):
+            columns = _named(_sole_input(rows, specs, signature), specs, signature)
         else:
-            raise ServingError(400, f"signature {signature!r} takes named inputs ({', '.join(sorted(specs))}); "
-                                    "each instance must be an object naming them")
-        row_format = True
-    else:
-        given = request["inputs"]
-        columns = (_named(given, specs, signature) if _is_named(given, specs)
-                   else _named({next(iter(specs)): given}, specs, signature) if len(specs) == 1
-                   else _named({}, specs, signature))
-        row_format = False
-    return {name: to_array(name, value, *specs[name]) for name, value in columns.items()}, row_format
+            raise ServingError(400, "instances must all name their inputs, or all be bare values")
+        return {name: to_array(name, value, *specs[name]) for name, value in columns.items()}, True
+    given = request["inputs"]
+    columns = _named(given if _is_named(given, specs) else _sole_input(given, specs, signature), specs, signature)
+    return {name: to_array(name, value, *specs[name]) for name, value in columns.items()}, False
+
+
+def _sole_input(value, specs: dict, signature: str) -> dict:
+    """Bare values, which TF Serving takes for a signature with a single input."""
+    if len(specs) != 1:
+        raise ServingError(400, f"signature {signature!r} takes named inputs ({', '.join(sorted(specs))}); "
+                                "give objects naming them")
+    return {next(iter(specs)): value}
 
 
 def _json_value(name: str, array: np.ndarray):
@@ -144,7 +147,7 @@ def _json_value(name: str, array: np.ndarray):
         return array.tolist()
 
     def encode(item):
-        if isinstance(item, np.ndarray) or isinstance(item, list):
+        if isinstance(item, (np.ndarray, list)):
             return [encode(element) for element in item]
         if name.endswith("_bytes"):
             return {"b64": base64.b64encode(item).decode()}
