@@ -167,6 +167,49 @@ def test_painting_a_class_renders_every_model_and_another_class_renders_differen
         assert not np.array_equal(vegetation[name], building[name]), name
 
 
+def test_fill_pick_and_downloads(page, tmp_path):
+    from PIL import Image
+
+    load_scene(page, 0)
+    height, width = page.evaluate("studio.state.config.canvas")
+    state = lambda key: np.asarray(page.evaluate(f"Array.from(studio.state.{key})")).reshape(height, width)  # noqa: E731
+    sky = class_id(page, "sky")
+    label = state("label")
+    row, col = map(int, np.argwhere(label == sky)[0])
+    box = page.query_selector("#label-canvas").bounding_box()
+    at = lambda r, c: (box["x"] + (c + 0.5) * box["width"] / width, box["y"] + (r + 0.5) * box["height"] / height)  # noqa: E731
+    page.click(f'#classes button[data-class-id="{class_id(page, "vegetation")}"]')
+    page.check('input[name="tool"][value="fill"]')
+    before = renders(page)
+    page.mouse.click(*at(row, col))
+    wait_for_renders(page, len(models(page)), before)
+    filled = state("label")
+    changed = filled != label
+    assert filled[row, col] == class_id(page, "vegetation")
+    assert (label[changed] == sky).all() and (filled[changed] == class_id(page, "vegetation")).all()
+    # Pick: a car's class and instance, so the next stroke extends that car.
+    instance = state("instance")
+    car_pixel = np.argwhere(instance // 1000 == class_id(page, "car"))[0]
+    page.check('input[name="tool"][value="pick"]')
+    page.mouse.click(*at(*car_pixel))
+    assert page.evaluate("[studio.state.classId, studio.state.extend]") == [class_id(page, "car"),
+                                                                             int(instance[tuple(car_pixel)])]
+    page.check('input[name="tool"][value="brush"]')
+    for button, name in (("#download-label", "label.png"), ("#download-instance", "instance.png")):
+        with page.expect_download() as download:
+            page.click(button)
+        assert download.value.suggested_filename == name
+        download.value.save_as(tmp_path / name)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "label.png")), filled)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "instance.png")), instance)
+    with page.expect_download() as download:
+        page.locator('figure[data-model] a').first.click()
+    download.value.save_as(tmp_path / "render.png")
+    first = models(page)[0]
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "render.png").convert("RGB")),
+                                  pixels(page, first["name"]))
+
+
 def test_bad_upload_shows_a_message(page, tmp_path):
     not_png = tmp_path / "label.png"
     not_png.write_bytes(b"GIF89a not a png at all")
