@@ -233,7 +233,10 @@ def test_examples_from_a_tfrecord_dataset(studio):
     from tfsynth.studio import scenes, server
 
     _, models, local = studio
-    examples = scenes.Examples(pipelines.resolve_data_dir("synthetic:32x64:20"), "val", "cityscapes35")
+    data_dir = pipelines.resolve_data_dir("synthetic:32x64:20")
+    examples = scenes.Examples(scenes.example_files(data_dir, "val", "cityscapes35"))
+    with pytest.raises(ValueError, match="cityscapes35 label maps; the exports take cityscapes20"):
+        scenes.example_files(data_dir, "val", "cityscapes20")
     with TestClient(server.create_app(models, local, examples)) as client:
         keys = client.get("/studio/v1/config").json()["examples"]
         assert len(keys) == 2 and keys[0].startswith("synthetic")
@@ -284,6 +287,9 @@ def test_command_refuses_bad_flags_at_once(tmp_path, cache_dir, studio_exports):
     assert time.time() - started < 20  # no TensorFlow import before the flags are checked
     twice = studio_command(f"--saved_model=a:{studio_exports['crn']},a:{studio_exports['pix2pix']}")
     assert twice.returncode != 0 and "unique" in twice.stderr
+    no_examples = studio_command(f"--saved_model=crn:{studio_exports['crn']}", f"--examples={tmp_path / 'none'}")
+    assert no_examples.returncode != 0 and "error: --examples" in no_examples.stderr
+    assert time.time() - started < 30
     assert "127.0.0.1" in studio_command("--helpfull").stdout  # loopback unless --host says otherwise
     # An export that renders no label map is refused by name.
     photo = tmp_path / "photo" / "1"

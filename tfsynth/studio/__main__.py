@@ -10,7 +10,8 @@ from absl import flags
 
 from tfsynth import flags as tfsynth_flags
 from tfsynth import run_dir
-from tfsynth.studio import exports
+from tfsynth.data import tfrecord
+from tfsynth.studio import exports, scenes
 
 
 def main(argv):
@@ -19,6 +20,9 @@ def main(argv):
     start = time.time()
     try:
         models = exports.load_models(values.saved_model)
+        label_space = models[0].info["label_space"]
+        example_files = (scenes.example_files(values.examples, values.examples_split, label_space)
+                         if values.examples else None)
         if values.serving_url and not values.serving_url.startswith(("http://", "https://")):
             raise exports.StudioError(f"--serving_url: {values.serving_url} is not an http(s) URL")
         # Bound before any model loads: a busy port fails at once, and --port=0 learns its port.
@@ -27,20 +31,16 @@ def main(argv):
         listener.bind((values.host, values.port))
     except (exports.StudioError, run_dir.RunDirError) as error:
         sys.exit(f"error: {error}")
+    except tfrecord.DataError as error:
+        sys.exit(f"error: --examples: {error}")
     except OSError as error:
         sys.exit(f"error: --host/--port: cannot listen on {values.host}:{values.port} ({error.strerror})")
 
     import uvicorn
 
-    from tfsynth.data import tfrecord
-    from tfsynth.studio import scenes, serving, server
+    from tfsynth.studio import serving, server
 
-    label_space = models[0].info["label_space"]
-    try:
-        examples = (scenes.Examples(values.examples, values.examples_split, label_space)
-                    if values.examples else None)
-    except tfrecord.DataError as error:
-        sys.exit(f"error: --examples: {error}")
+    examples = scenes.Examples(example_files) if example_files else None
     if values.serving_url:
         backend = serving.ForwardedServing(values.serving_url)
     else:

@@ -63,20 +63,29 @@ def synthetic_scene(index: int, size: tuple[int, int], label_space: str) -> dict
     return scene_json(scene.key, scene.label, scene.instance, size)
 
 
-class Examples:
-    """The first records of a split of a TFRecord dataset (``--examples``), label and instance
-    maps only, decoded on request."""
+def example_files(data_dir: str, split: str, label_space: str) -> list[str]:
+    """The shards of a split of a TFRecord dataset whose label maps are in ``label_space``
+    (checked without TensorFlow, so a wrong ``--examples`` fails at once).
 
-    def __init__(self, data_dir: str, split: str, label_space: str, limit: int = 100):
+    Raises:
+      tfrecord.DataError: naming the directory, split or label space at fault.
+    """
+    from tfsynth.data import pipelines, tfrecord
+
+    info = tfrecord.read_dataset_json(data_dir)
+    if info.get("label_space") != label_space:
+        raise tfrecord.DataError(f"{data_dir} holds {info.get('label_space') or 'no'} label maps; "
+                                 f"the exports take {label_space}")
+    return pipelines.load_split(data_dir, split).files
+
+
+class Examples:
+    """The first records of TFRecord shards (``--examples``), label and instance maps only,
+    decoded on request."""
+
+    def __init__(self, files: list[str], limit: int = 100):
         import tensorflow as tf
 
-        from tfsynth.data import pipelines, tfrecord
-
-        info = tfrecord.read_dataset_json(data_dir)
-        if info.get("label_space") != label_space:
-            raise tfrecord.DataError(f"--examples: {data_dir} holds {info.get('label_space') or 'no'} label maps; "
-                                     f"the exports take {label_space}")
-        files = pipelines.load_split(data_dir, split).files
         spec = {name: tf.io.FixedLenFeature([], tf.string, default_value="")
                 for name in ("image/key", "label/encoded", "instance/encoded")}
         self.records = []
