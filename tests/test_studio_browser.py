@@ -170,8 +170,13 @@ def test_painting_a_class_renders_every_model_and_another_class_renders_differen
 def test_fill_pick_and_downloads(page, tmp_path):
     from PIL import Image
 
-    load_scene(page, 0)
     height, width = page.evaluate("studio.state.config.canvas")
+    page.click(f'#classes button[data-class-id="{class_id(page, "road")}"]')
+    before = renders(page)
+    page.click("#blank")
+    wait_for_renders(page, len(models(page)), before)
+    assert set(page.evaluate("Array.from(new Set(studio.state.label))")) == {class_id(page, "road")}
+    load_scene(page, 0)
     state = lambda key: np.asarray(page.evaluate(f"Array.from(studio.state.{key})")).reshape(height, width)  # noqa: E731
     sky = class_id(page, "sky")
     label = state("label")

@@ -88,13 +88,16 @@ function resample(values, height, width) {
   return result;
 }
 
-function setScene(scene) {
+// A new scene (the label and instance maps as flat typed arrays); the old one stays undoable.
+function setMaps(label, instance) {
   if (state.label) pushUndo();
-  state.label = Uint8Array.from(scene.label.flat());
-  state.instance = Int32Array.from(scene.instance.flat());
+  [state.label, state.instance] = [label, instance];
   state.styles.clear();
   edited();
 }
+
+// A scene from the server: nested lists at the canvas size, as TF Serving's JSON instances.
+const setScene = (scene) => setMaps(Uint8Array.from(scene.label.flat()), Int32Array.from(scene.instance.flat()));
 
 function pushUndo() {
   state.undo.push([state.label.slice(), state.instance.slice()]);
@@ -515,8 +518,8 @@ function setupControls() {
   });
   $("blank").addEventListener("click", () => attempt(async () => {
     const count = state.height * state.width;
-    setScene({ label: [new Array(count).fill(state.classId)],
-               instance: [new Array(count).fill(isThing(state.classId) ? state.classId * 1000 + 1 : state.classId)] });
+    const instanceId = isThing(state.classId) ? state.classId * 1000 + 1 : state.classId;
+    setMaps(new Uint8Array(count).fill(state.classId), new Int32Array(count).fill(instanceId));
   }));
   $("synthetic").addEventListener("click", () => attempt(async () => {
     setScene(await call("GET", `/studio/v1/scenes/synthetic/${Number($("scene-index").value) || 0}`));
