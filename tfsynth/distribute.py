@@ -57,10 +57,9 @@ def set_precision(policy: str) -> None:
                         "prefer --mixed_precision=bfloat16 there")
 
 
-def worker_info(strategy) -> tuple[int, int, int]:
-    """(number of workers, this worker's index, replicas on this worker)."""
+def worker_index(strategy) -> int:
+    """This worker's index in a multi-worker cluster (0, the chief, elsewhere)."""
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.cluster_spec().as_dict():
-        return 1, 0, strategy.num_replicas_in_sync
-    workers = len(resolver.cluster_spec().as_dict().get("worker", [])) or 1
-    return workers, resolver.task_id or 0, strategy.num_replicas_in_sync // workers
+        return 0
+    return resolver.task_id or 0

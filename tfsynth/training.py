@@ -4,9 +4,11 @@ A custom loop rather than ``Model.fit``: it checkpoints the data iterator with t
 exact resume, runs the same way under every tf.distribute strategy (``fit`` is broken under
 MultiWorkerMirroredStrategy in Keras 3, keras#20585), and keeps its own step counter.
 
-Distribution: each worker reads its share of the global batch through a plain, checkpointable
-iterator, and every replica slices its own part inside ``strategy.run`` (distributed iterators
-cannot be checkpointed).
+Distribution: every worker reads the global batch through a plain, checkpointable iterator, and
+every replica slices its own part inside ``strategy.run`` (distributed iterators cannot be
+checkpointed). So a run sees the same examples whatever its number of workers and devices, and
+the chief's checkpoint resumes every worker; the chief alone writes checkpoints, logs, samples,
+``config.json`` and the export.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import sys
 import time
 
@@ -141,12 +144,14 @@ def make_step_function(model, strategy, step_counter, finite_flag: bool = False)
 
     from tfsynth import distribute
 
-    _, _, local_replicas = distribute.worker_info(strategy)
+    replicas = strategy.num_replicas_in_sync
 
     def replica_step(batch):
-        context = tf.distribute.get_replica_context()
-        index = context.replica_id_in_sync_group % local_replicas
-        share = tf.shape(tf.nest.flatten(batch)[0])[0] // local_replicas
+        # Every worker reads the whole global batch and each replica, on any worker, trains on
+        # its slice: the same examples and augmentations as one process, whatever the number of
+        # workers, and one data position (the chief's, checkpointed) that resumes every worker.
+        index = tf.distribute.get_replica_context().replica_id_in_sync_group
+        share = tf.shape(tf.nest.flatten(batch)[0])[0] // replicas
         local = tf.nest.map_structure(lambda value: value[index * share:(index + 1) * share], batch)
         return model.train_step(local)
 
@@ -169,6 +174,46 @@ def make_step_function(model, strategy, step_counter, finite_flag: bool = False)
         return traced[phase](iterator)
 
     return step
+
+
+class RunCheckpoints:
+    """The run's checkpoints as each worker of a (multi-worker) run sees them.
+
+    Every worker saves, since a save may all-reduce variables (a collective every worker must
+    join), but only the chief into ``model_dir/checkpoints``: another worker writes to a scratch
+    folder there and deletes it at once. Every worker resumes from the chief's checkpoints, so
+    ``model_dir`` must be on storage all workers read (a shared filesystem, a gs:// bucket).
+    """
+
+    def __init__(self, checkpoint, model_dir: str, max_to_keep: int, worker_index: int = 0):
+        import tensorflow as tf
+
+        directory = os.path.join(model_dir, "checkpoints")
+        self.chief = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=max_to_keep)
+        self.writer = self.chief if worker_index == 0 else tf.train.CheckpointManager(
+            checkpoint, os.path.join(directory, f".worker-{worker_index}"), max_to_keep=1)
+
+    @property
+    def checkpoints(self) -> list[str]:
+        """The chief's checkpoint prefixes, oldest first."""
+        return self.chief.checkpoints
+
+    def save(self, step: int) -> str:
+        """Saves at ``step``; returns the chief's checkpoint path."""
+        path = self.writer.save(checkpoint_number=step)
+        if self.writer is not self.chief:
+            shutil.rmtree(self.writer.directory, ignore_errors=True)
+        return os.path.join(self.chief.directory, os.path.basename(path))
+
+
+def summary_writer(model_dir: str, name: str, is_chief: bool):
+    """``logs/<name>``'s writer on the chief; elsewhere one that writes nothing (TensorBoard would
+    show one curve per worker)."""
+    import tensorflow as tf
+
+    if is_chief:
+        return tf.summary.create_file_writer(os.path.join(model_dir, "logs", name))
+    return tf.summary.create_noop_writer()
 
 
 def restore_or_warm_start(checkpoint, manager, model, init_from: str | None) -> tuple[str, str | None]:
@@ -319,10 +364,10 @@ def train(flags_values, spec, config) -> None:
     jit = distribute.resolve_jit_compile(flags_values.jit_compile)
 
     data_dir = pipelines.resolve_data_dir(flags_values.train_data, flags_values.seed)
-    workers, worker_index, local_replicas = distribute.worker_info(strategy)
-    if flags_values.global_batch_size % (workers * local_replicas):
+    worker_index = distribute.worker_index(strategy)
+    if flags_values.global_batch_size % strategy.num_replicas_in_sync:
         raise TrainingError(f"--global_batch_size={flags_values.global_batch_size} must be divisible "
-                            f"by the {workers * local_replicas} replicas")
+                            f"by the {strategy.num_replicas_in_sync} replicas")
 
     os.makedirs(model_dir, exist_ok=True)
     model_class = spec.load()
@@ -343,19 +388,19 @@ def train(flags_values, spec, config) -> None:
             model.enable_xla()
         step_counter = tf.Variable(0, dtype=tf.int64, name="step", trainable=False)
 
-    dataset = make_model_dataset(model, splits, training=True,
-                                 batch_size=flags_values.global_batch_size // workers,
-                                 seed=flags_values.seed, num_shards=workers, shard_index=worker_index)
+    dataset = make_model_dataset(model, splits, training=True, batch_size=flags_values.global_batch_size,
+                                 seed=flags_values.seed)
     iterator = iter(dataset)
     checkpoint = tf.train.Checkpoint(step=step_counter, data=iterator, **model.checkpoint_items())
-    manager = tf.train.CheckpointManager(checkpoint, os.path.join(model_dir, "checkpoints"),
-                                         max_to_keep=flags_values.keep_checkpoints)
+    is_chief = worker_index == 0
+    manager = RunCheckpoints(checkpoint, model_dir, flags_values.keep_checkpoints, worker_index)
     origin, last_saved = restore_or_warm_start(checkpoint, manager, model, flags_values.init_from)
     # Attached after the restore: a checkpoint from before the counter existed restores without
     # it (and the counter starts at 0), a newer one restores it on attachment.
     checkpoint.skipped_steps = tf.Variable(0, dtype=tf.int64, name="skipped_steps", trainable=False)
     guard = nonfinite.Guard(model.checkpoint_items(), flags_values.on_nan)
-    write_config(model_dir, spec.name, config, flags_values, data_dir, splits, label_space)
+    if is_chief:
+        write_config(model_dir, spec.name, config, flags_values, data_dir, splits, label_space)
 
     split_text = ", ".join(f"{stream + ' = ' if stream else ''}{split.name}: {split.count}"
                            for stream, split in splits.items())
@@ -373,12 +418,11 @@ def train(flags_values, spec, config) -> None:
         eval_batches = (list(make_sample_dataset(flags_values, model, data_dir, flags_values.eval_examples)[0])
                         if flags_values.eval_every else [])
     eval_fn = tf.function(model.eval_metrics)
-    eval_writer = tf.summary.create_file_writer(os.path.join(model_dir, "logs", "eval"))
+    eval_writer = summary_writer(model_dir, "eval", is_chief)
     sample_fn = tf.function(model.sample_columns)
     step_fn = make_step_function(model, strategy, step_counter, finite_flag=True)
-    writer = tf.summary.create_file_writer(os.path.join(model_dir, "logs", "train"))
+    writer = summary_writer(model_dir, "train", is_chief)
     samples_dir = os.path.join(model_dir, "samples")
-    is_chief = worker_index == 0
 
     start_step = int(step_counter.numpy())
     start_time = time.time()
@@ -411,7 +455,7 @@ def train(flags_values, spec, config) -> None:
                       flush=True)
         if step % flags_values.checkpoint_every == 0 or step == total_steps:
             guard.check_state(step, "a checkpoint", last_saved)
-            last_saved = manager.save(checkpoint_number=step)
+            last_saved = manager.save(step)
             print(f"saved checkpoint {last_saved}", flush=True)
     writer.flush()
     eval_writer.flush()
@@ -422,12 +466,12 @@ def train(flags_values, spec, config) -> None:
 
     def ordered_batches(split_name):
         return make_model_dataset(model, training_splits(model, data_dir, split_name), training=False,
-                                  batch_size=flags_values.global_batch_size // workers, shuffle=False,
+                                  batch_size=flags_values.global_batch_size, shuffle=False,
                                   repeat=False, drop_remainder=False)
 
     if model.finish_training(ordered_batches):
         guard.check_state(int(step_counter.numpy()), "a checkpoint", last_saved)
-        print(f"saved checkpoint {manager.save(checkpoint_number=int(step_counter.numpy()))} "
+        print(f"saved checkpoint {manager.save(int(step_counter.numpy()))} "
               "(with the state computed after training)", flush=True)
     if flags_values.export and is_chief:
         guard.check_state(int(step_counter.numpy()), "the export", last_saved)

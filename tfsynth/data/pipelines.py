@@ -114,7 +114,6 @@ def load_split(data_dir: str, split: str) -> Split:
 def make_dataset(split: Split, *, batch_size: int, transform=None, shuffle: bool = True,
                  repeat: bool = True, seed: int = 0, with_label: bool = True,
                  with_instance: bool = False, with_target: bool = False,
-                 num_shards: int = 1, shard_index: int = 0, cache: bool = False,
                  drop_remainder: bool = True, batch_by_size: bool = False):
     """Batches of decoded examples from ``split``, in a seeded, reproducible order.
 
@@ -126,8 +125,6 @@ def make_dataset(split: Split, *, batch_size: int, transform=None, shuffle: bool
       transform: optional ``fn(example, seed) -> example``, seed a stateless [2] int64 seed.
       shuffle, repeat: shuffle files and examples (reshuffled every epoch); repeat forever.
       seed: seeds every random choice, so two runs see the same sequence.
-      num_shards, shard_index: multi-worker input sharding.
-      cache: keep decoded examples in memory after the first epoch (small datasets).
       batch_by_size: batch examples of one height and width together (evaluation of records
         kept at their own sizes, such as a folder of photos); batches then follow the sizes'
         order of completion, not the records' order.
@@ -135,8 +132,6 @@ def make_dataset(split: Split, *, batch_size: int, transform=None, shuffle: bool
     import tensorflow as tf
 
     files = tf.data.Dataset.from_tensor_slices(split.files)
-    if num_shards > 1:
-        files = files.shard(num_shards, shard_index)
     if shuffle:
         files = files.shuffle(len(split.files), seed=seed, reshuffle_each_iteration=True)
     records = files.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(split.files)),
@@ -146,19 +141,15 @@ def make_dataset(split: Split, *, batch_size: int, transform=None, shuffle: bool
         return tfrecord.parse(serialized, num_classes=split.num_classes if with_label else None,
                               with_instance=with_instance, with_target=with_target)
 
-    examples = records.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if cache:
-        examples = examples.cache()
     if shuffle:
-        examples = examples.shuffle(min(max(split.count, 1), 256), seed=seed,
-                                    reshuffle_each_iteration=True)
+        records = records.shuffle(min(max(split.count, 1), 256), seed=seed, reshuffle_each_iteration=True)
     if repeat:
-        examples = examples.repeat()
-    if transform is not None:
-        seeds = tf.data.Dataset.random(seed=seed).batch(2)
-        examples = tf.data.Dataset.zip(seeds, examples).map(
-            lambda example_seed, example: transform(example, example_seed),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        records = records.repeat()
+    # Shuffled as serialized records, which take a fraction of the decoded examples' memory.
+    seeded = tf.data.Dataset.zip(tf.data.Dataset.random(seed=seed).batch(2), records)
+    transform = transform or (lambda example, _: example)
+    examples = seeded.map(lambda example_seed, serialized: transform(parse(serialized), example_seed),
+                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if batch_by_size:
         def size_key(example):
             height, width = tf.unstack(tf.shape(example["image"], out_type=tf.int64)[:2])

@@ -1,0 +1,87 @@
+"""Training across machines for real: two MultiWorkerMirroredStrategy workers on loopback ports,
+each its own process with its own ``TF_CONFIG``, as on two machines.
+
+For a tiny CRN and a tiny pix2pix: a two-worker run killed after its first checkpoint (one worker
+killed, then the other, which can no longer step) and restarted resumes from that checkpoint,
+finishes on both workers, leaves checkpoints, logs, samples and the export written by the chief
+alone, and ends with every weight, optimizer slot and step equal to a one-process run over two
+devices with the same global batch.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from cli_support import REPO_ROOT, cli_env, run_module
+from family_support import smoke_flagfile
+from test_family_contract import assert_same_state, checkpoint_state
+
+STEPS = ["--train_steps=4", "--checkpoint_every=2", "--image_every=2"]
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def start_workers(cache_dir, flagfile, model_dir, log_dir):
+    """Both workers of a two-worker cluster; the chief's stdout is piped, the other's logged."""
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    workers = []
+    for index in range(2):
+        env = dict(cli_env(cache_dir), TF_CONFIG=json.dumps({"cluster": cluster,
+                                                             "task": {"type": "worker", "index": index}}))
+        log = open(log_dir / f"worker{index}.log", "w")
+        workers.append(subprocess.Popen(
+            [sys.executable, "-m", "tfsynth.train", f"--flagfile={flagfile}", f"--model_dir={model_dir}",
+             "--strategy=multi_worker", *STEPS], cwd=REPO_ROOT, env=env, text=True,
+            stdout=subprocess.PIPE if index == 0 else log, stderr=subprocess.STDOUT))
+    return workers
+
+
+@pytest.mark.parametrize("name", ["crn", "pix2pix"])
+def test_two_workers_resume_after_a_kill_and_train_as_one_process(name, tmp_path, cache_dir):
+    flagfile = smoke_flagfile(name)
+    model_dir = tmp_path / "two_workers"
+
+    chief, other = start_workers(cache_dir, flagfile, model_dir, tmp_path)
+    for line in chief.stdout:
+        if line.startswith("saved checkpoint") and line.split()[2].endswith("ckpt-2"):
+            other.send_signal(signal.SIGKILL)  # a machine lost; the chief cannot step without it
+            chief.send_signal(signal.SIGKILL)
+            break
+    for worker in (chief, other):
+        worker.wait(timeout=300)
+        assert worker.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+
+    chief, other = start_workers(cache_dir, flagfile, model_dir, tmp_path)
+    output = chief.communicate(timeout=600)[0]
+    other.wait(timeout=60)
+    worker_log = (tmp_path / "worker1.log").read_text()
+    assert chief.returncode == 0 and other.returncode == 0, output[-3000:] + worker_log[-3000:]
+    for log in (output, worker_log):
+        assert "resumed from" in log and "ckpt-2" in log and "step 4/4" in log and "step 1/4" not in log
+
+    # The chief wrote everything, once: no worker's scratch checkpoints, one event file per log.
+    checkpoints = sorted(os.listdir(model_dir / "checkpoints"))
+    assert checkpoints == ["checkpoint", "ckpt-2.data-00000-of-00001", "ckpt-2.index",
+                           "ckpt-4.data-00000-of-00001", "ckpt-4.index"], checkpoints
+    for stream in ("train", "eval"):
+        assert len(os.listdir(model_dir / "logs" / stream)) == 2  # the killed run's and the resumed one's
+    assert os.listdir(model_dir / "export") == ["1"] and "Exported SavedModel" in output
+    assert "Exported SavedModel" not in worker_log
+
+    reference = tmp_path / "one_process"
+    run_module(cache_dir, "tfsynth.train", f"--flagfile={flagfile}", f"--model_dir={reference}",
+               "--strategy=mirrored", "--cpu_devices=2", "--export=false", *STEPS)
+    assert_same_state(checkpoint_state(reference), checkpoint_state(model_dir))
