@@ -174,9 +174,13 @@ def test_warm_start_copies_matching_modules(trained, tmp_path, run_cli):
 def test_bench_reports_step_flops_and_pipeline(tmp_path, run_cli):
     out = tmp_path / "bench.json"
     result = run_cli("tfsynth.bench", f"--flagfile={SMOKE_FLAGS}", "--bench_steps=2", "--warmup_steps=1",
-                     "--pipeline_batches=5", f"--bench_out={out}")
+                     "--pipeline_batches=5", "--inference_sizes=64x128,128", f"--bench_out={out}")
     report = json.load(open(out))
     assert report["flops_per_step"] > 0 and report["train_step_s_median"] > 0
     assert 0 < report["fraction_of_peak"] and report["pipeline_images_per_s"] > 0
     assert report["peak_rss_mib"] > 100
     assert "GFLOP/s" in result.stdout
+    # The training size and each asked-for output size.
+    assert set(report["inference_latency_ms_by_size"]) == {"32x64", "64x128", "128x128"}
+    assert all(ms > 0 for ms in report["inference_latency_ms_by_size"].values())
+    assert "ms at 128x128" in result.stdout

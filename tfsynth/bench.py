@@ -4,7 +4,8 @@ Reports, for the model and data of a training flagfile:
 
 * the training step: median time, images/s, analytic FLOPs per step, achieved GFLOP/s and its
   fraction of the fp32 matmul peak measured on the same machine in the same run;
-* inference latency of the generator (batch 1, training size);
+* inference latency of the served function (batch 1) at the training size and at each of
+  ``--inference_sizes`` (the output's size, e.g. ``256,1024`` for a fully convolutional model);
 * the input pipeline's images/s (decode + transforms, no model);
 * peak resident memory.
 
@@ -31,7 +32,11 @@ tfsynth_flags.define_runtime_flags()
 flags.DEFINE_integer("bench_steps", 10, "Timed training steps.", lower_bound=1)
 flags.DEFINE_integer("warmup_steps", 2, "Untimed steps first (tracing, allocation).", lower_bound=1)
 flags.DEFINE_integer("pipeline_batches", 50, "Batches read when timing the input pipeline.", lower_bound=1)
+flags.DEFINE_list("inference_sizes", [], "Output sizes (S or HxW) at which to time batch-1 inference too, "
+                  "e.g. 256,1024.")
 flags.DEFINE_string("bench_out", None, "JSON output path (default: bench.json in --model_dir, or stdout only).")
+flags.register_validator("inference_sizes", lambda sizes: all(parse_size(size) for size in sizes),
+                         message="--inference_sizes: each size is S or HxW, e.g. 256,1024 or 512x1024")
 FLAGS = flags.FLAGS
 
 _CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
@@ -106,6 +111,14 @@ def serving_inputs(endpoint, size) -> dict:
     return {spec.name: tf.zeros(shapes[spec.kind], spec.dtype) for spec in endpoint.inputs if not spec.optional}
 
 
+def parse_size(text: str) -> tuple[int, int] | None:
+    """``S`` or ``HxW`` -> (H, W); None when it is neither."""
+    parts = text.lower().split("x")
+    if not 1 <= len(parts) <= 2 or not all(part.isdigit() and int(part) > 0 for part in parts):
+        return None
+    return int(parts[0]), int(parts[-1])
+
+
 def timed(function, steps: int, warmup: int) -> list[float]:
     for _ in range(warmup):
         _block(function())
@@ -157,8 +170,12 @@ def main(argv):
     step_times = timed(lambda: step(batch), FLAGS.bench_steps, FLAGS.warmup_steps)
     endpoint, serve = model.endpoint()
     serve = tf.function(serve)
-    inputs = serving_inputs(endpoint, model.training_size or (256, 256))
-    infer_times = timed(lambda: serve(**inputs), FLAGS.bench_steps, 2)
+    inference_ms = {}
+    for size in [model.training_size or (256, 256)] + [parse_size(text) for text in FLAGS.inference_sizes]:
+        print(f"timing inference at {size[0]}x{size[1]} ...", flush=True)
+        inputs = serving_inputs(endpoint, size)
+        inference_ms[f"{size[0]}x{size[1]}"] = 1000 * statistics.median(
+            timed(lambda: serve(**inputs), FLAGS.bench_steps, 2))
     print("timing the input pipeline ...", flush=True)
     iterator = iter(dataset)
     pipe_times = timed(lambda: next(iterator), FLAGS.pipeline_batches, 5)
@@ -180,7 +197,8 @@ def main(argv):
         "achieved_gflops": achieved,
         "peak_fp32_matmul_gflops": peak,
         "fraction_of_peak": achieved / peak,
-        "inference_latency_ms_median": 1000 * statistics.median(infer_times),
+        "inference_latency_ms_median": next(iter(inference_ms.values())),
+        "inference_latency_ms_by_size": inference_ms,
         "pipeline_images_per_s": FLAGS.global_batch_size / statistics.median(pipe_times),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
@@ -191,7 +209,7 @@ def main(argv):
         ("FLOPs per step", f"{flops / 1e9:.1f} GFLOP (analytic: convs + matmuls)"),
         ("achieved", f"{achieved:.0f} GFLOP/s = {100 * results['fraction_of_peak']:.0f}% of the "
                      f"{peak:.0f} GFLOP/s fp32 matmul peak"),
-        ("inference (batch 1)", f"{results['inference_latency_ms_median']:.1f} ms"),
+        ("inference (batch 1)", ",  ".join(f"{ms:.1f} ms at {size}" for size, ms in inference_ms.items())),
         ("input pipeline", f"{results['pipeline_images_per_s']:.0f} img/s"),
         ("peak RSS", f"{results['peak_rss_mib']:.0f} MiB"),
     ]
