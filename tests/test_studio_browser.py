@@ -23,15 +23,18 @@ from cli_support import REPO_ROOT, cli_env
 from studio_support import saved_model_flag
 
 INSTALL_HINT = ("apt-get update && apt-get install -y chromium (Debian; .ci/run does it), "
-                "or point $TFSYNTH_CHROMIUM at a Chromium binary")
+                "python -m playwright install chromium, or point $TFSYNTH_CHROMIUM at a Chromium binary")
 
 
-def chromium_path() -> str:
+def launch_chromium(playwright):
+    """Headless Chromium: $TFSYNTH_CHROMIUM, else the system's (Debian's ``chromium``), else
+    Playwright's own download; a clear failure (never a skip) when there is none."""
     path = os.environ.get("TFSYNTH_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if not path or not os.path.exists(path):
-        pytest.fail(f"headless Chromium is missing, and the studio's browser test needs it: {INSTALL_HINT}",
-                    pytrace=False)
-    return path
+    try:
+        return playwright.chromium.launch(**({"executable_path": path} if path else {}))
+    except Exception as error:  # noqa: BLE001 - Playwright's missing-browser error has no own type
+        pytest.fail(f"headless Chromium could not start ({str(error).splitlines()[0]}); the studio's "
+                    f"browser test needs it: {INSTALL_HINT}", pytrace=False)
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +72,9 @@ def page(studio_url):
         from playwright.sync_api import sync_playwright
     except ImportError:
         pytest.fail("Playwright's Python client is missing: pip install -e '.[test]'", pytrace=False)
-    executable = chromium_path()
     url, started = studio_url
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable)
+        browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         errors = []
         page.on("pageerror", lambda error: errors.append(str(error)))
