@@ -53,7 +53,9 @@ class Split:
 
 
 def cache_root() -> str:
-    return os.environ.get("TFSYNTH_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "tfsynth"))
+    """$TFSYNTH_CACHE, or ~/.cache/tfsynth when it is unset or empty (an empty value would put
+    the cache in whatever folder the command runs from)."""
+    return os.environ.get("TFSYNTH_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "tfsynth")
 
 
 def resolve_data_dir(spec: str, seed: int = 0) -> str:
