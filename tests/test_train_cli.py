@@ -184,3 +184,14 @@ def test_bench_reports_step_flops_and_pipeline(tmp_path, run_cli):
     assert set(report["inference_latency_ms_by_size"]) == {"32x64", "64x128", "128x128"}
     assert all(ms > 0 for ms in report["inference_latency_ms_by_size"].values())
     assert "ms at 128x128" in result.stdout
+
+
+def test_bench_compare_prints_the_ratio_of_two_reports(tmp_path, run_cli):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    json.dump({"model": "crn", "train_step_s_median": 2.0, "peak_rss_mib": 1000.0}, open(a, "w"))
+    json.dump({"model": "crn", "train_step_s_median": 1.0, "peak_rss_mib": 1500.0}, open(b, "w"))
+    result = run_cli("tfsynth.bench", f"--compare={a},{b}")
+    assert "2 -> 1   B/A = 0.500 (better)" in result.stdout  # half the step time
+    assert "1000 -> 1500   B/A = 1.500 (worse)" in result.stdout  # more memory
+    refused = run_cli("tfsynth.bench", f"--compare={a},{tmp_path / 'missing.json'}", check=False)
+    assert refused.returncode != 0 and "error: --compare:" in refused.stderr and "missing.json" in refused.stderr

@@ -12,6 +12,8 @@ Reports, for the model and data of a training flagfile:
 FLOPs are analytic: the traced step graph's convolutions (forward, input and filter gradients)
 and matmuls, each 2*k*k*Cin*Cout*H*W (2*M*N*K), summed; elementwise work is not counted.
 Timings on shared machines vary by 20-40 %: compare ratios from one run, not absolutes.
+``--compare=A.json,B.json`` prints two bench reports side by side with B's ratio to A, so a
+change is judged by the ratio of two runs measured in one session.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ flags.DEFINE_integer("pipeline_batches", 50, "Batches read when timing the input
 flags.DEFINE_list("inference_sizes", [], "Output sizes (S or HxW) at which to time batch-1 inference too, "
                   "e.g. 256,1024.")
 flags.DEFINE_string("bench_out", None, "JSON output path (default: bench.json in --model_dir, or stdout only).")
+flags.DEFINE_list("compare", [], "Two bench JSON files A,B: print them side by side with B/A, and run nothing.")
+flags.register_validator("compare", lambda paths: len(paths) in (0, 2),
+                         message="--compare: two bench JSON files, A,B")
 flags.register_validator("inference_sizes", lambda sizes: all(parse_size(size) for size in sizes),
                          message="--inference_sizes: each size is S or HxW, e.g. 256,1024 or 512x1024")
 FLAGS = flags.FLAGS
@@ -136,8 +141,50 @@ def _block(result):
     tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, result)
 
 
+#: What --compare shows: (key, label, higher is better).
+COMPARED = [
+    ("train_step_s_median", "train step s (median)", False),
+    ("train_images_per_s", "train images/s", True),
+    ("achieved_gflops", "achieved GFLOP/s", True),
+    ("fraction_of_peak", "fraction of fp32 matmul peak", True),
+    ("peak_fp32_matmul_gflops", "fp32 matmul peak GFLOP/s", True),
+    ("inference_latency_ms_median", "inference ms (batch 1, training size)", False),
+    ("pipeline_images_per_s", "input pipeline images/s", True),
+    ("peak_rss_mib", "peak RSS MiB", False),
+]
+
+
+def compare(path_a: str, path_b: str) -> list[tuple[str, str]]:
+    """Rows of B against A: both values and B/A, marked better or worse."""
+    reports = []
+    for path in (path_a, path_b):
+        try:
+            with open(path) as f:
+                reports.append(json.load(f))
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"--compare: {path}: not a readable bench JSON ({error})") from None
+    a, b = reports
+    rows = [("A", f"{path_a}: {a.get('model')} {a.get('precision')}, XLA {a.get('xla')}, {a.get('device')}"),
+            ("B", f"{path_b}: {b.get('model')} {b.get('precision')}, XLA {b.get('xla')}, {b.get('device')}")]
+    for key, label, higher_is_better in COMPARED:
+        if key in a and key in b and a[key]:
+            ratio = b[key] / a[key]
+            verdict = "same" if abs(ratio - 1) < 0.005 else (
+                "better" if (ratio > 1) == higher_is_better else "worse")
+            rows.append((label, f"{a[key]:.4g} -> {b[key]:.4g}   B/A = {ratio:.3f} ({verdict})"))
+    return rows
+
+
 def main(argv):
     del argv
+    if FLAGS.compare:
+        from tfsynth.training import print_summary
+
+        try:
+            print_summary("tfsynth.bench --compare", compare(*FLAGS.compare))
+        except ValueError as error:
+            sys.exit(f"error: {error}")
+        return
     import keras
     import tensorflow as tf
 
