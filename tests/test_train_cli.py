@@ -1,5 +1,6 @@
 """The real commands end to end: train, resume after kill -9, TensorBoard, export, infer, bench."""
 
+import glob
 import json
 import os
 import subprocess
@@ -14,9 +15,17 @@ from cli_support import SMOKE_FLAGS, cli_env, run_module
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, cache_dir):
-    """One tiny CRN run shared by the tests that only read its outputs."""
+    """One tiny CRN run shared by the tests that only read its outputs (steps 2-3 profiled)."""
     model_dir = str(tmp_path_factory.mktemp("run") / "crn")
-    return model_dir, run_module(cache_dir, "tfsynth.train", f"--flagfile={SMOKE_FLAGS}", f"--model_dir={model_dir}")
+    return model_dir, run_module(cache_dir, "tfsynth.train", f"--flagfile={SMOKE_FLAGS}", f"--model_dir={model_dir}",
+                                 "--profile_steps=2,3")
+
+
+def test_profile_steps_leave_a_trace_for_tensorboards_profile_tab(trained):
+    model_dir, result = trained
+    traces = glob.glob(os.path.join(model_dir, "logs", "plugins", "profile", "*", "*.xplane.pb"))
+    assert len(traces) == 1 and os.path.getsize(traces[0]) > 10_000
+    assert f"profiled steps 2-3: tensorboard --logdir={model_dir}/logs" in result.stdout
 
 
 def test_training_writes_config_checkpoints_samples_and_export(trained):

@@ -29,6 +29,7 @@ import time
 from absl import flags
 
 from tfsynth import flags as tfsynth_flags
+from tfsynth.profiling import StepProfiler
 
 tfsynth_flags.define_runtime_flags()
 flags.DEFINE_integer("bench_steps", 10, "Timed training steps.", lower_bound=1)
@@ -215,6 +216,13 @@ def main(argv):
     step = tf.function(model.train_step)
     print("timing the training step ...", flush=True)
     step_times = timed(lambda: step(batch), FLAGS.bench_steps, FLAGS.warmup_steps)
+    profile = tfsynth_flags.profile_range(FLAGS.profile_steps)
+    if profile:  # after the timing, which the profiler's overhead would distort
+        profiler = StepProfiler(profile, os.path.join(FLAGS.model_dir or ".", "logs"))
+        for number in range(1, profile[1] + 1):
+            profiler.before(number)
+            _block(step(batch))
+            profiler.after(number)
     endpoint, serve = model.endpoint()
     serve = tf.function(serve)
     inference_ms = {}

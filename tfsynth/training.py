@@ -25,7 +25,9 @@ import time
 import numpy as np
 
 from tfsynth import config as config_lib
+from tfsynth import flags as tfsynth_flags
 from tfsynth import nonfinite, registry, run_dir
+from tfsynth.profiling import StepProfiler
 from tfsynth.data import pipelines, tfrecord
 
 
@@ -426,11 +428,15 @@ def train(flags_values, spec, config) -> None:
 
     start_step = int(step_counter.numpy())
     start_time = time.time()
+    profiler = StepProfiler(tfsynth_flags.profile_range(flags_values.profile_steps),
+                            os.path.join(model_dir, "logs")) if is_chief else StepProfiler(None, "")
     while int(step_counter.numpy()) < total_steps:
         guard.before_step()
+        profiler.before(int(step_counter.numpy()) + 1)
         with naming_bad_records(model, splits):
             losses, losses_finite = step_fn(iterator)
         step = int(step_counter.numpy())
+        profiler.after(step)
         if not guard.after_step(step, losses, losses_finite, last_saved):
             checkpoint.skipped_steps.assign_add(1)
             print(f"step {step}: skipped ({nonfinite.describe_losses(losses)}; --on_nan=skip_step), "
@@ -457,6 +463,7 @@ def train(flags_values, spec, config) -> None:
             guard.check_state(step, "a checkpoint", last_saved)
             last_saved = manager.save(step)
             print(f"saved checkpoint {last_saved}", flush=True)
+    profiler.stop()
     writer.flush()
     eval_writer.flush()
     skipped = int(checkpoint.skipped_steps)
