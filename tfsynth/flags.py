@@ -57,6 +57,14 @@ def storage_error(error: BaseException) -> str | None:
     return None
 
 
+def profile_range(steps: list[str]) -> tuple[int, int] | None:
+    """``--profile_steps`` as (first, last), or None when it is not two steps 1 <= A <= B."""
+    if len(steps) != 2 or not all(step.strip().isdigit() for step in steps):
+        return None
+    first, last = (int(step) for step in steps)
+    return (first, last) if 1 <= first <= last else None
+
+
 def run_command(main, define_flags=None, required: tuple[str, ...] = ()) -> None:
     """Defines a command's flags, marks the required ones, and runs ``main`` under absl.
 
@@ -121,6 +129,11 @@ def define_runtime_flags():
     flags.DEFINE_integer("image_every", 500, "Steps between image grids (TensorBoard and samples/).", lower_bound=1)
     flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints.", lower_bound=1)
     flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept.", lower_bound=1)
+    flags.DEFINE_list("profile_steps", [], "A,B: trace steps A to B (1-based) with the TensorFlow profiler into "
+                      "<model_dir>/logs, for TensorBoard's Profile tab (pip install -e '.[profile]'); bench "
+                      "profiles steps run after the timed ones.")
+    flags.register_validator("profile_steps", lambda steps: not steps or profile_range(steps) is not None,
+                             message="--profile_steps: two step numbers A,B with 1 <= A <= B")
     flags.DEFINE_multi_string("hparams", [], "Model hyper-parameters, key=value,... (strict: unknown keys "
                               "fail). Repeatable: a flagfile's and the command line's merge left to right, "
                               "later keys win.")
