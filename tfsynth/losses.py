@@ -105,6 +105,51 @@ def gan_generator_loss(fake_logits, mode: str = "vanilla"):
     return -tf.reduce_mean(fake_logits)
 
 
+def margin_hinge_discriminator_loss(real_logits, fake_logits, real_margin, fake_margin):
+    """FastGAN's hinge loss for D with a random margin (Liu et al. 2021; code ``train_d``).
+
+    ``real = mean relu(m_r - D(x))`` and ``fake = mean relu(m_f + D(G(z)))``, the means over every
+    logit, where the reference draws each logit's margin m uniformly in [0.8, 1.0] (the paper
+    writes a margin of 1). The margins come in as arguments (shaped like the logits), so the
+    caller owns the randomness.
+
+    Returns:
+      (real, fake) scalar terms.
+    """
+    real = tf.nn.relu(tf.cast(real_margin, tf.float32) - tf.cast(real_logits, tf.float32))
+    fake = tf.nn.relu(tf.cast(fake_margin, tf.float32) + tf.cast(fake_logits, tf.float32))
+    return tf.reduce_mean(real), tf.reduce_mean(fake)
+
+
+def lpips_distance(features_a, features_b, channel_weights=None):
+    """The LPIPS distance of Zhang et al. (2018, Eq. 1) between two batches of images, given
+    their features at L layers.
+
+    ``d(x, y) = sum_l 1/(H_l W_l) sum_{h,w} sum_c w_{l,c} (a_{l,hwc} - b_{l,hwc})^2``, where
+    ``a = f / (||f||_c + 1e-10)`` is each feature vector unit-normalised over its channels.
+    ``channel_weights`` are LPIPS v0.1's learned linear layers (one [C_l] array per layer);
+    None gives every channel weight 1.
+
+    Args:
+      features_a, features_b: per layer, [B, H_l, W_l, C_l].
+      channel_weights: per layer, [C_l] non-negative weights, or None.
+
+    Returns:
+      [B] distances.
+    """
+    def unit(features):
+        features = tf.cast(features, tf.float32)
+        return features / (tf.sqrt(tf.reduce_sum(tf.square(features), axis=-1, keepdims=True)) + 1e-10)
+
+    terms = []
+    for index, (a, b) in enumerate(zip(features_a, features_b)):
+        squared = tf.square(unit(a) - unit(b))
+        if channel_weights is not None:
+            squared = squared * tf.cast(channel_weights[index], tf.float32)
+        terms.append(tf.reduce_mean(tf.reduce_sum(squared, axis=-1), axis=[1, 2]))
+    return tf.add_n(terms)
+
+
 def l1(a, b):
     """mean |a - b| over every element (pix2pix's L1 term, CycleGAN's cycle and identity terms)."""
     return tf.reduce_mean(tf.abs(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)))

@@ -38,6 +38,44 @@ class PerceptualWeightsError(ValueError):
     """VGG weights were requested from a source that is missing, unreadable or malformed."""
 
 
+#: LPIPS v0.1 on VGG-16 (Zhang et al. 2018): the features it compares and their channels.
+LPIPS_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
+LPIPS_CHANNELS = (64, 128, 256, 512, 512)
+
+
+def load_lpips_weights(path: str) -> list[np.ndarray]:
+    """The five non-negative channel weights of LPIPS v0.1's VGG ``lin`` layers from a ``.npz``.
+
+    Format: one array per layer, keys ``lin0`` .. ``lin4`` (or the names of the official
+    ``vgg.pth`` state dict, ``lin0.model.1.weight`` ..), each with 64, 128, 256, 512, 512
+    elements in any shape (the state dict's [1, C, 1, 1] works). Convert the official file once,
+    where PyTorch is installed::
+
+        sd = torch.load("lpips/weights/v0.1/vgg.pth")
+        numpy.savez("lpips_vgg_v0.1.npz", **{f"lin{i}": sd[f"lin{i}.model.1.weight"].numpy() for i in range(5)})
+
+    Raises:
+      PerceptualWeightsError: a missing or unreadable file, a missing layer or a wrong size.
+    """
+    if not os.path.isfile(path):
+        raise PerceptualWeightsError(f"LPIPS weights file not found: {path}")
+    try:
+        with np.load(path) as data:
+            arrays = dict(data)
+    except Exception as e:  # zipfile, pickle and value errors all mean "not an .npz of arrays".
+        raise PerceptualWeightsError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
+    weights = []
+    for index, channels in enumerate(LPIPS_CHANNELS):
+        value = arrays.get(f"lin{index}", arrays.get(f"lin{index}.model.1.weight"))
+        if value is None:
+            raise PerceptualWeightsError(f"{path}: no array lin{index} (keys: {', '.join(sorted(arrays)) or 'none'})")
+        value = np.asarray(value, np.float32).reshape(-1)
+        if value.size != channels:
+            raise PerceptualWeightsError(f"{path}: lin{index} has {value.size} weights, LPIPS VGG needs {channels}")
+        weights.append(value)
+    return weights
+
+
 def _keras_notop_filename(depth: int) -> str:
     return f"vgg{depth}_weights_tf_dim_ordering_tf_kernels_notop.h5"
 

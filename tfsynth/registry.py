@@ -45,6 +45,8 @@ MODELS = {
                                 "Johnson et al. 2016: real-time style transfer with perceptual losses"),
     "super_resolution": ModelSpec("super_resolution", "tfsynth.models.perceptual_transform", "SuperResolution",
                                   "Johnson et al. 2016: x4 / x8 super-resolution with a VGG feature loss"),
+    "fastgan": ModelSpec("fastgan", "tfsynth.models.fastgan", "FastGAN",
+                         "FastGAN (Liu et al. 2021): few-shot unconditional synthesis, SLE generator, auto-encoding D"),
     "segmenter": ModelSpec("segmenter", "tfsynth.models.segmenter", "Segmenter",
                            "Residual encoder-decoder segmenter, for FCN-style scores of generated images"),
 }

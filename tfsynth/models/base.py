@@ -116,6 +116,11 @@ class SynthesisModel(keras.Model):
         return 1
 
     @property
+    def latent_size(self) -> int | None:
+        """Length of the latent vectors of unconditional models (``latent`` inputs); None otherwise."""
+        return None
+
+    @property
     def training_size(self) -> tuple[int, int] | None:
         """(height, width) the model trains at: ``config.image_size``, or a square ``crop_size``."""
         size = getattr(self.config, "image_size", None)
@@ -240,9 +245,19 @@ class SynthesisModel(keras.Model):
 
     def record_inputs(self, endpoint: Endpoint, batch: dict) -> dict:
         """The inputs of ``endpoint`` taken from a batch of records (``Input.source``); optional
-        inputs the batch cannot feed are left out."""
-        return {spec.name: record_source(batch, spec.source, self.source_label_space, endpoint.scale)
-                for spec in endpoint.inputs if record_can_feed(batch, spec)}
+        inputs the batch cannot feed are left out. A ``latent`` input fed from ``index`` gets
+        the latents of those seeds (``seeded.latents_from_seeds``), as a ``seed`` input would."""
+        inputs = {}
+        for spec in endpoint.inputs:
+            if not record_can_feed(batch, spec):
+                continue
+            value = record_source(batch, spec.source, self.source_label_space, endpoint.scale)
+            if spec.kind == "latent":
+                from tfsynth import seeded
+
+                value = seeded.latents_from_seeds(value, self.latent_size)
+            inputs[spec.name] = value
+        return inputs
 
     def eval_metrics(self, batch: dict) -> dict:
         """Cheap metrics for ``--eval_every`` (batch means), from the default endpoint: PSNR and
@@ -331,6 +346,12 @@ class SynthesisModel(keras.Model):
             compute = tf.function(compute, jit_compile=True)
         return compute(*args)
 
+    def scale_group_loss(self, loss_name: str, loss):
+        """``loss`` as the active group minimising it differentiates it (replica scaling, then
+        loss scaling): for a family that records a loss on its own tape, e.g. because another
+        group updates between the forward pass and the loss (FastGAN's G after D)."""
+        return self._group(loss_name).optimizer.scale_loss(scale_for_replicas(loss))
+
     def apply_group_gradients(self, loss_name: str, gradients) -> None:
         group = self._group(loss_name)
         group.optimizer.apply_gradients(zip(gradients, group.variables()))
@@ -402,11 +423,20 @@ def record_source(batch: dict, source: str, label_space: str, scale: int = 1):
     return batch[source]
 
 
-def moving_average_update(average: keras.Model, source: keras.Model, decay: float) -> None:
+def moving_average_update(average: keras.Model, source: keras.Model, decay: float,
+                          average_buffers: bool = True) -> None:
     """``average <- decay * average + (1 - decay) * source``, weight by weight (EMA of a
-    generator: not trained, checkpointed, and exported instead of the raw weights)."""
+    generator: not trained, checkpointed, and exported instead of the raw weights).
+
+    With ``average_buffers=False`` only the weights that are trainable in ``source`` are
+    averaged and the others (batch-norm running statistics, spectral-norm vectors) are copied,
+    as FastGAN's reference averages ``G.parameters()`` and leaves the buffers alone.
+    """
     for target, value in zip(average.weights, source.weights):
-        target.assign(decay * target + (1.0 - decay) * tf.cast(value, target.dtype))
+        update = tf.cast(value, target.dtype)
+        if average_buffers or value.trainable:
+            update = decay * target + (1.0 - decay) * update
+        target.assign(update)
 
 
 # Image scales the GAN families convert between: uint8 (or 0..255 float) pixels and [-1, 1].
