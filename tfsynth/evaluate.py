@@ -18,6 +18,12 @@ bicubically, the baseline to beat. What did not apply is listed, with the reason
 the report's ``meta.skipped``. With a segmenter the real photos are scored as the oracle row.
 Writes ``report.json``, ``report.md`` and ``grid.png`` (label | real | each model) for a fixed
 set of examples.
+
+Unconditional exports (seed inputs) draw one image per example from seeds 0, 1, ..., and get
+FID and KID against that split's photos; the report states how many images each side had
+(``meta.fid_samples``), since FID on a few hundred images is biased upwards and only comparable
+at equal counts. ``--split=train,val`` judges them against the training images and a held-out
+split, one report each.
 """
 
 from __future__ import annotations
@@ -215,18 +221,30 @@ def load_inception(flag: str):
 
 
 def evaluate(flags_values) -> str:
+    """Evaluates on ``--split``, or on each of several comma-separated splits with a report per
+    split under ``--out/<split>/`` (e.g. ``train,val``: an unconditional model's FID against its
+    training images and against held-out ones). Returns the last report's Markdown path."""
+    out = flags_values.out
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise EvaluationError(f"--out: {out} is a file, not a directory")
+    splits = list(dict.fromkeys(part.strip() for part in flags_values.split.split(",") if part.strip()))
+    if not splits:
+        raise EvaluationError("--split: name at least one split")
+    if len(splits) == 1:
+        return evaluate_split(flags_values, splits[0], out)
+    return [evaluate_split(flags_values, split, os.path.join(out, split)) for split in splits][-1]
+
+
+def evaluate_split(flags_values, split_name: str, out: str) -> str:
     import tensorflow as tf
 
     from tfsynth.data import labels, pipelines
     from tfsynth.metrics import report, segmentation
 
     start = time.time()
-    out = flags_values.out
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise EvaluationError(f"--out: {out} is a file, not a directory")
     models = parse_models(flags_values.saved_model)
     data_dir = pipelines.resolve_data_dir(flags_values.eval_data)
-    split = pipelines.load_split(data_dir, flags_values.split)
+    split = pipelines.load_split(data_dir, split_name)
     space = split.label_space
     fields = record_fields(split)
     segmenter = None

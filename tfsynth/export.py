@@ -275,6 +275,7 @@ def export_model(model, export_dir: str, max_size: int = 2048, model_name: str |
             "size_multiple": model.size_multiple,
             "num_outputs": model.num_outputs,
             "training_size": model.training_size,
+            "latent_size": model.latent_size,
             **model.serving_metadata(),
         })
         os.rename(partial, export_dir)

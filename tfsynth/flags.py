@@ -174,6 +174,9 @@ def define_infer_flags():
                         "--input) for exports that read instance maps.")
     flags.DEFINE_integer("num_samples", 0, "Unconditional exports: images to draw.", lower_bound=0)
     flags.DEFINE_integer("seed", 0, "Unconditional exports: the first seed (then seed + 1, ...).")
+    flags.DEFINE_string("interpolate", None, "Unconditional exports: SEED_A,SEED_B writes --steps images along "
+                        "the (spherical) path between the two seeds' latents, and the strip of them.")
+    flags.DEFINE_integer("steps", 8, "Images in an --interpolate strip, both ends included.", lower_bound=2)
     flags.DEFINE_string("output", None, "Directory for the generated PNGs.")
     flags.DEFINE_string("signature", "serving_default", "Endpoint to run (e.g. a_to_b / b_to_a for CycleGAN).")
     flags.DEFINE_enum("fit", "pad", ["pad", "resize", "error"], "Inputs whose size the architecture cannot "
@@ -187,7 +190,8 @@ def define_evaluate_flags():
     flags.DEFINE_string("saved_model", None, "An export (export/<version>), or name:PATH,name:PATH,... "
                         "to compare several on the same data.")
     flags.DEFINE_string("eval_data", None, "Dataset directory, or 'synthetic[:HxW[:N]]'.")
-    flags.DEFINE_string("split", "val", "Split of --eval_data.")
+    flags.DEFINE_string("split", "val", "Split of --eval_data, or several comma-separated (e.g. train,val: "
+                        "a report for each under --out/<split>/).")
     flags.DEFINE_string("out", None, "Directory for report.json, report.md and grid.png.")
     flags.DEFINE_string("segmenter", None, "Segmenter export (image -> trainIds), e.g. one trained with "
                         "--model=segmenter; without it no segmentation scores.")

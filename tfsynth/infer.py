@@ -9,7 +9,9 @@ the family's endpoints):
 * ``instance`` inputs: ``--instance``, 16-bit instance-id PNGs with the stems of the label files;
 * ``image`` inputs: ``--input``, photos (PNG or JPEG) or a directory of them;
 * ``seed`` inputs (unconditional models): ``--num_samples`` images from seeds ``--seed``,
-  ``--seed + 1`` ...
+  ``--seed + 1`` ..., and a contact sheet of them (``contact_sheet.png``);
+  ``--interpolate=A,B --steps=8`` instead walks between the latents of seeds A and B through
+  the endpoint that takes a ``latent`` input, writing each frame and the strip of them
 
 Each example ``name`` gives ``name.png`` for an ``image`` or ``label`` output and
 ``name_<k>.png`` for each of a multi-output model's ``images`` (``seed_<s>`` for seeds). Sizes
@@ -202,15 +204,80 @@ def save_png(path: str, array: np.ndarray) -> None:
     run_dir.write_bytes(path, buffer.getvalue())
 
 
+#: File of the grid of every image drawn from seeds.
+CONTACT_SHEET = "contact_sheet.png"
+
+
+def contact_sheet(images: list[np.ndarray], columns: int = 8) -> np.ndarray:
+    """The images (same size) tiled ``columns`` to a row, left to right, the last row padded black."""
+    columns = min(columns, len(images))
+    rows = -(-len(images) // columns)
+    blank = np.zeros_like(images[0])
+    cells = list(images) + [blank] * (rows * columns - len(images))
+    return np.concatenate([np.concatenate(cells[r * columns:(r + 1) * columns], axis=1) for r in range(rows)], axis=0)
+
+
+def slerp(start: np.ndarray, end: np.ndarray, fractions: np.ndarray) -> np.ndarray:
+    """Spherical interpolation [len(fractions), D]. Gaussian latents lie near a sphere; straight
+    lines between two of them pass closer to the origin (the midpoint's norm shrinks by up to
+    sqrt 2), where the generator saw no latents in training."""
+    cosine = np.dot(start, end) / (np.linalg.norm(start) * np.linalg.norm(end))
+    angle = np.arccos(np.clip(cosine, -1.0, 1.0))
+    if np.sin(angle) < 1e-6:
+        return np.stack([(1 - t) * start + t * end for t in fractions])
+    return np.stack([(np.sin((1 - t) * angle) * start + np.sin(t * angle) * end) / np.sin(angle)
+                     for t in fractions])
+
+
+def interpolate(flags_values, info: dict) -> None:
+    """``--interpolate=A,B``: ``--steps`` images along the great circle between the latents of
+    seeds A and B (each seed names a latent, ``seeded.latents_from_seeds``), through the
+    endpoint that takes latent vectors; writes each frame and the strip of them."""
+    parts = flags_values.interpolate.split(",")
+    try:
+        first, last = (int(part) for part in parts)
+    except ValueError:
+        raise InferenceError(f"--interpolate={flags_values.interpolate}: expected two seeds, SEED_A,SEED_B") from None
+    endpoint = next((e for e in info["endpoints"] if "image" in e.outputs
+                     and [spec.kind for spec in e.inputs if not spec.optional] == ["latent"]), None)
+    if endpoint is None or not info.get("latent_size"):
+        raise InferenceError(f"--interpolate: {flags_values.saved_model} takes no latent vectors (it serves "
+                             f"{', '.join(e.name for e in info['endpoints'])}); only unconditional models interpolate")
+    stem = f"interpolation_{first}_{last}"
+    frames = [f"{stem}_{index}.png" for index in range(flags_values.steps)]
+    check_outputs(flags_values, [(f"--interpolate={flags_values.interpolate}", frames + [f"{stem}.png"])])
+
+    import tensorflow as tf
+
+    from tfsynth import seeded
+
+    ends = seeded.latents_from_seeds(tf.constant([first, last], tf.int64), info["latent_size"]).numpy()
+    latents = slerp(ends[0], ends[1], np.linspace(0.0, 1.0, flags_values.steps)).astype(np.float32)
+    spec = next(spec for spec in endpoint.inputs if spec.kind == "latent")
+    signature = tf.saved_model.load(flags_values.saved_model).signatures[endpoint.signature_name([spec.name])]
+    images = signature(**{spec.name: tf.constant(latents)})["image"].numpy()
+    os.makedirs(flags_values.output, exist_ok=True)
+    for name, image in zip(frames, images):
+        save_png(os.path.join(flags_values.output, name), image)
+    save_png(os.path.join(flags_values.output, f"{stem}.png"), np.concatenate(list(images), axis=1))
+    print(f"Wrote {len(frames)} frames and the strip {os.path.join(flags_values.output, stem + '.png')} "
+          f"(seed {first} -> seed {last})")
+
+
 def main(argv):
     del argv
     flags_values = flags.FLAGS
     try:
         info = run_dir.read_export_info(flags_values.saved_model)
+        if flags_values.interpolate:
+            return interpolate(flags_values, info)
         endpoint = run_dir.find_endpoint(info, flags_values.signature)
         examples = read_examples(flags_values, info, endpoint)
         plans = [(origin, [name for names in output_files(stem, endpoint, info["num_outputs"]).values()
                            for name in names]) for stem, origin, _, _ in examples]
+        drawn_from_seeds = examples[0][3] is None  # no input size: unconditional samples
+        if drawn_from_seeds:
+            plans.append(("the contact sheet", [CONTACT_SHEET]))
         check_outputs(flags_values, plans)
     except (InferenceError, run_dir.RunDirError) as error:
         sys.exit(f"error: {error}")
@@ -221,6 +288,7 @@ def main(argv):
     os.makedirs(flags_values.output, exist_ok=True)
     multiple, scale = info["size_multiple"], endpoint.scale
     start = time.time()
+    drawn = []
     for count, (stem, origin, inputs, size) in enumerate(examples, 1):
         name = endpoint.name
         if size is not None:
@@ -245,7 +313,12 @@ def main(argv):
                     array = restore_size(array, (size[0] * scale, size[1] * scale), flags_values.fit, output)
                 save_png(os.path.join(flags_values.output, file_name), array)
                 written.append(file_name)
+                if drawn_from_seeds:
+                    drawn.append(array)
         print(f"[{count}/{len(examples)}] {origin} -> {', '.join(written)}", flush=True)
+    if drawn_from_seeds:
+        save_png(os.path.join(flags_values.output, CONTACT_SHEET), contact_sheet(drawn))
+        print(f"Contact sheet: {os.path.join(flags_values.output, CONTACT_SHEET)}")
     print(f"Wrote {len(examples)} example(s) to {flags_values.output} in {time.time() - start:.1f} s")
 
 
