@@ -203,6 +203,8 @@ def test_every_config_parses_and_builds(tmp_path, cache_dir):
                     "pix2pixhd_cityscapes_1024p.flags": ["182,857,059", "2,801,601"],
                     "cyclegan_cityscapes.flags": ["7,837,699", "2,764,737"],
                     "style_transfer.flags": ["1,679,235"], "super_resolution_x4.flags": ["401,859"],
+                    "fastgan_256.flags": ["29,127,846", "11,526,160"], "fastgan_512.flags": ["29,174,392", "11,526,496"],
+                    "fastgan_1024.flags": ["29,176,512", "11,528,192"],
                     "super_resolution_x8.flags": ["438,915"]}
     for config, counts in paper_counts.items():
         text = printed[os.path.join(REPO_ROOT, "configs", config)]
