@@ -92,6 +92,8 @@ class FastGANConfig:
       decoder_filters: base width of D's reconstruction decoders (32).
       output_activation: "reference" (tanh only at 1024, as the code), "tanh" or "linear".
       augment_policy: DiffAugment policy ("color,translation"; empty: none).
+      reconstruction_weight: weight of the LPIPS reconstruction term in D's loss (1, the
+        reference's; 0 leaves D without self-supervision, the paper's ablation).
       learning_rate, beta_1, beta_2: Adam for G and D [2e-4, (0.5, 0.999)].
       ema_decay: G's exponential moving average, exported and sampled (0.999).
       vgg_weights: VGG-16 of the LPIPS reconstruction loss: "imagenet", "auto", "random" or a file.
@@ -106,6 +108,7 @@ class FastGANConfig:
     decoder_filters: int = 32
     output_activation: str = "reference"
     augment_policy: str = "color,translation"
+    reconstruction_weight: float = 1.0
     learning_rate: float = 2e-4
     beta_1: float = 0.5
     beta_2: float = 0.999
@@ -122,6 +125,8 @@ class FastGANConfig:
                              f"got {self.output_activation!r}")
         if min(self.latent_size, self.generator_filters, self.discriminator_filters, self.decoder_filters) < 1:
             raise ValueError("latent_size and the *_filters must be >= 1")
+        if not self.reconstruction_weight >= 0.0:
+            raise ValueError(f"reconstruction_weight must be >= 0, got {self.reconstruction_weight}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         config_lib.check_positive(self, "learning_rate")
@@ -587,8 +592,8 @@ class FastGAN(SynthesisModel):
                    for salt in (_MARGIN_REAL, _MARGIN_FAKE)]
         real_term, fake_term = losses.margin_hinge_discriminator_loss(logits_real, logits_fake, *margins)
         whole = nearest_downsample(real, small)
-        reconstruction = self.reconstruction_loss(reconstructions,
-                                                  [whole, whole, nearest_downsample(quarter(real, part), small)])
+        reconstruction = self.config.reconstruction_weight * self.reconstruction_loss(
+            reconstructions, [whole, whole, nearest_downsample(quarter(real, part), small)])
         return {"D/real": real_term, "D/fake": fake_term, "D/reconstruction": reconstruction,
                 "D/total": real_term + reconstruction + fake_term}, ()
 
