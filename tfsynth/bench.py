@@ -226,7 +226,9 @@ def main(argv):
     endpoint, serve = model.endpoint()
     serve = tf.function(serve)
     inference_ms = {}
-    for size in [model.training_size or (256, 256)] + [parse_size(text) for text in FLAGS.inference_sizes]:
+    # An unconditional model's output has its one size: other sizes apply to models fed images.
+    sizes = [parse_size(text) for text in FLAGS.inference_sizes] if endpoint.spatial_input else []
+    for size in [model.training_size or (256, 256)] + sizes:
         print(f"timing inference at {size[0]}x{size[1]} ...", flush=True)
         inputs = serving_inputs(endpoint, size)
         inference_ms[f"{size[0]}x{size[1]}"] = 1000 * statistics.median(
