@@ -87,17 +87,17 @@ def input_checks(model, endpoint, inputs: dict, max_size: int) -> list:
     shapes first, then what needs a well-shaped input (id range, size, size multiple)."""
     import tensorflow as tf
 
-    from tfsynth.data import labels
-
     given = [spec for spec in endpoint.inputs if spec.name in inputs]
     checks = [check for spec in given for check in shape_checks(spec, inputs[spec.name])]
     with tf.control_dependencies(checks):
-        checks += _value_checks(model, endpoint, given, inputs, max_size, labels)
+        checks += _value_checks(model, endpoint, given, inputs, max_size)
     return checks
 
 
-def _value_checks(model, endpoint, given, inputs: dict, max_size: int, labels) -> list:
+def _value_checks(model, endpoint, given, inputs: dict, max_size: int) -> list:
     import tensorflow as tf
+
+    from tfsynth.data import labels
 
     checks = []
     for spec in given:
