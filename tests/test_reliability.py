@@ -65,13 +65,17 @@ def dataset(tmp_path_factory, cache_dir):
     return out
 
 
-@pytest.fixture
-def own_dataset(dataset, tmp_path):
+def private_copy(source, tmp_path, name):
+    """A copy of a module fixture's folder that one test may change."""
     import shutil
 
-    copy = tmp_path / "g"
-    shutil.copytree(dataset, copy)
-    return copy
+    shutil.copytree(source, tmp_path / name)
+    return tmp_path / name
+
+
+@pytest.fixture
+def own_dataset(dataset, tmp_path):
+    return private_copy(dataset, tmp_path, "g")
 
 
 # ----------------------------------------------------------------------------- 1. converter staging
@@ -359,11 +363,7 @@ def two_step_run(tmp_path_factory, cache_dir, dataset):
 
 @pytest.fixture
 def resumable(two_step_run, tmp_path):
-    import shutil
-
-    copy = tmp_path / "run"
-    shutil.copytree(two_step_run, copy)
-    return copy
+    return private_copy(two_step_run, tmp_path, "run")
 
 
 def test_resume_on_other_data_is_refused_naming_both(resumable, dataset, run_cli):

@@ -428,8 +428,8 @@ def train(flags_values, spec, config) -> None:
 
     start_step = int(step_counter.numpy())
     start_time = time.time()
-    profiler = StepProfiler(tfsynth_flags.profile_range(flags_values.profile_steps),
-                            os.path.join(model_dir, "logs")) if is_chief else StepProfiler(None, "")
+    profiler = StepProfiler(tfsynth_flags.profile_range(flags_values.profile_steps) if is_chief else None,
+                            os.path.join(model_dir, "logs"))
     while int(step_counter.numpy()) < total_steps:
         guard.before_step()
         profiler.before(int(step_counter.numpy()) + 1)
