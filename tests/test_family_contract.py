@@ -23,15 +23,10 @@ from tfsynth import registry
 
 FAMILIES = sorted(registry.MODELS)
 
-#: Switched off for that check only. By design: pix2pix's batch norm takes per-replica
+#: Switched off for that check only, by design: pix2pix's batch norm takes per-replica
 #: statistics (at the paper's batch of 1 that is the paper's own normalisation) and its dropout
-#: masks are drawn per replica. Not explained yet (an open defect, not a design): with FastGAN's
-#: LPIPS reconstruction term one and two devices differ by 1.6e-3 of an update from the second
-#: step on (first step 5e-6; without the term 3e-6, with an L1 in its place 5e-6; not the unit
-#: normalisation's conditioning: an epsilon inside its square root of 1e-20 or 1e-4 gives
-#: 1.6e-3 or 4.1e-3). It depends on the widths: decoder_filters=16 gives 0.23 of an update,
-#: with discriminator_filters=8 too 7.5e-4; so likely a real defect in that path, not noise.
-DISTRIBUTION_CHECK_HPARAMS = {"pix2pix": "norm=instance,dropout=0", "fastgan": "reconstruction_weight=0"}
+#: masks are drawn per replica.
+DISTRIBUTION_CHECK_HPARAMS = {"pix2pix": "norm=instance,dropout=0"}
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -132,8 +127,13 @@ def test_two_devices_train_exactly_as_one(name, cache_dir):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["replicas"] == 2
     assert report["update_size"] > 1e-3  # the weights did move
-    # A wrongly scaled loss or a missing all-reduce differs by a good part of an update.
-    assert report["max_difference"] < 1e-3 * report["update_size"], report
+    # A wrongly scaled loss or a missing all-reduce differs by a good part of an update. Where
+    # float rounding alone moves a step further than 1e-3 of an update (FastGAN's LPIPS term:
+    # its gradient goes through VGG's max pooling, whose choice near a tie follows rounding;
+    # reversing the batch on one device changes its first gradient by 1.5 % too), two devices
+    # may differ by up to twice what a rounding step of the starting weights makes.
+    bound = max(1e-3 * report["update_size"], 2 * (report["rounding_sensitivity"] or 0.0))
+    assert report["max_difference"] < bound, report
 
 
 def checkpoint_state(model_dir):
