@@ -184,6 +184,29 @@ def test_lpips_distance_on_a_hand_computed_case(tmp_path):
         load_lpips_weights(str(path))
 
 
+def test_the_run_keeps_its_own_copy_of_the_lpips_weights(tmp_path):
+    """A run reads the LPIPS weights from its folder, so resuming needs neither the user's file
+    nor its unchanged content; a bad file is refused naming the flag."""
+    from tfsynth.data.tfrecord import DataError
+    from tfsynth.models.fastgan import LPIPS_COPY
+
+    user_file = tmp_path / "lpips.npz"
+    np.savez(user_file, **{f"lin{i}": np.full([c], i + 1, np.float32) for i, c in enumerate((64, 128, 256, 512, 512))})
+    run = tmp_path / "run"
+    run.mkdir()
+    FastGAN(tiny(lpips_weights=str(user_file))).prepare_run_dir(str(run))
+    user_file.unlink()
+    resumed = FastGAN(tiny(lpips_weights=str(user_file)))
+    resumed.prepare_run_dir(str(run))
+    assert resumed.lpips_path == str(run / LPIPS_COPY)
+    resumed.build_loss_networks()
+    assert [float(w[0]) for w in resumed.lpips_weights] == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+    np.savez(user_file, lin0=np.zeros(3))
+    with pytest.raises(DataError, match="lpips_weights: .*lin0 has 3 weights"):
+        FastGAN(tiny(lpips_weights=str(user_file))).prepare_run_dir(str(tmp_path / "other"))
+
+
 # ----------------------------------------------------------------------- training, EMA, export
 
 def one_batch(seed=0):
