@@ -35,6 +35,12 @@ def random_batch(batch=2, size=32, seed=0):
     }
 
 
+def phase_inputs(model, batch, seed):
+    """(x, y in [-1, 1], G(x)) as a training step's D and G phases see them."""
+    x = model.generator_input(batch)
+    return x, tf.cast(batch["image"], tf.float32) / 127.5 - 1.0, model.generator([x, seed], training=True)
+
+
 def snapshot(network):
     return [w.numpy().copy() for w in network.weights]
 
@@ -238,12 +244,13 @@ def test_discriminator_is_updated_first_and_generator_trains_against_it():
     # D's phase used the step's starting networks.
     model.generator.set_weights(g_before)
     model.discriminator.set_weights(d_before)
-    d_losses, _ = model.discriminator_losses(batch, seed)
+    inputs = phase_inputs(model, batch, seed)
+    d_losses, _ = model.discriminator_losses(*inputs)
     assert float(d_losses["D/total"]) == pytest.approx(losses["D/total"], rel=1e-5)
-    old_d_gan = float(model.generator_losses(batch, seed)[0]["gan"])
-    # G's phase: the starting G (same dropout masks) against the *updated* D.
+    old_d_gan = float(model.generator_losses(*inputs)["gan"])
+    # G's phase: the starting G's output (same dropout masks) against the *updated* D.
     model.discriminator.set_weights(d_after)
-    g_losses, _ = model.generator_losses(batch, seed)
+    g_losses = model.generator_losses(*inputs)
     assert float(g_losses["gan"]) == pytest.approx(losses["gan"], rel=1e-5)
     assert float(g_losses["l1"]) == pytest.approx(losses["l1"], rel=1e-5)
     assert abs(old_d_gan - losses["gan"]) > 1e-4
@@ -410,15 +417,16 @@ def test_phase_losses_on_a_hand_computed_example():
     seed = tf.constant([1, 2], tf.int64)
     # x = 255 / 127.5 - 1 = 1, so G(x) = 0.5; y = 0 / 127.5 - 1 = -1. Logits: real -1, fake 0.5.
     # D: BCE(-1, 1) = log(1 + e), BCE(0.5, 0) = log(1 + e^0.5), D/total = half their sum.
-    d_losses, extras = model.discriminator_losses(batch, seed)
+    inputs = phase_inputs(model, batch, seed)
+    d_losses, extras = model.discriminator_losses(*inputs)
     assert set(d_losses) == D_LOSS_KEYS and extras == {}
     d_real, d_fake = np.log1p(np.e), np.log1p(np.exp(0.5))
     assert float(d_losses["D/real"]) == pytest.approx(d_real, rel=1e-6)  # 1.313262
     assert float(d_losses["D/fake"]) == pytest.approx(d_fake, rel=1e-6)  # 0.974077
     assert float(d_losses["D/total"]) == pytest.approx(0.5 * (d_real + d_fake), rel=1e-6)  # 1.143670
     # G: non-saturating BCE(0.5, 1) = log(1 + e^-0.5); L1 |0.5 - (-1)| = 1.5; total gan + 100 L1.
-    g_losses, extras = model.generator_losses(batch, seed)
-    assert set(g_losses) == G_LOSS_KEYS and extras == {}
+    g_losses = model.generator_losses(*inputs)
+    assert set(g_losses) == G_LOSS_KEYS
     assert float(g_losses["gan"]) == pytest.approx(np.log1p(np.exp(-0.5)), rel=1e-6)  # 0.474077
     assert float(g_losses["l1"]) == pytest.approx(1.5, rel=1e-6)
     assert float(g_losses["total"]) == pytest.approx(np.log1p(np.exp(-0.5)) + 150.0, rel=1e-6)
@@ -427,7 +435,8 @@ def test_phase_losses_on_a_hand_computed_example():
 def test_phase_losses_of_the_real_networks_have_every_key():
     model = Pix2Pix(tiny())
     batch, seed = random_batch(), tf.constant([0, 0], tf.int64)
-    d_losses, _ = model.discriminator_losses(batch, seed)
-    g_losses, _ = model.generator_losses(batch, seed)
+    inputs = phase_inputs(model, batch, seed)
+    d_losses, _ = model.discriminator_losses(*inputs)
+    g_losses = model.generator_losses(*inputs)
     assert set(d_losses) == D_LOSS_KEYS and set(g_losses) == G_LOSS_KEYS
     assert all(np.isfinite(float(v)) for v in {**d_losses, **g_losses}.values())

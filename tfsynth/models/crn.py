@@ -20,7 +20,7 @@ import keras
 import tensorflow as tf
 
 from tfsynth import config as config_lib
-from tfsynth import losses
+from tfsynth import losses, optimizers
 from tfsynth.data import labels
 from tfsynth.layers import AreaDownsample2D, BilinearResize, SlimLayerNormalization
 from tfsynth.endpoints import Endpoint, Input
@@ -197,8 +197,8 @@ class CRN(SynthesisModel):
 
     def optimizer_groups(self):
         cfg = self.config
-        adam = keras.optimizers.Adam(cfg.learning_rate, beta_1=cfg.beta_1, beta_2=cfg.beta_2,
-                                     epsilon=cfg.epsilon)
+        adam = optimizers.Adam(cfg.learning_rate, beta_1=cfg.beta_1, beta_2=cfg.beta_2,
+                               epsilon=cfg.epsilon)
         return [OptimizerGroup("total", adam, self.trainable_generator_variables, name="G")]
 
     def trainable_generator_variables(self):

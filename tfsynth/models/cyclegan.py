@@ -43,7 +43,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfsynth import config as config_lib
-from tfsynth import losses
+from tfsynth import losses, optimizers
 from tfsynth.data import labels
 from tfsynth.layers import resnet
 from tfsynth.layers.discriminators import build_patch_discriminator
@@ -375,8 +375,8 @@ class CycleGAN(SynthesisModel):
         def adam():
             schedule = LinearDecay(cfg.learning_rate, getattr(self, "steps_per_epoch", 1),
                                    cfg.epochs_constant, cfg.epochs_decay)
-            return keras.optimizers.Adam(schedule, beta_1=cfg.beta_1, beta_2=cfg.beta_2,
-                                         epsilon=cfg.epsilon)
+            return optimizers.Adam(schedule, beta_1=cfg.beta_1, beta_2=cfg.beta_2,
+                                   epsilon=cfg.epsilon)
 
         return [
             OptimizerGroup("total", adam(),

@@ -53,7 +53,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfsynth import config as config_lib
-from tfsynth import losses, run_dir, seeded
+from tfsynth import losses, optimizers, run_dir, seeded
 from tfsynth.data import transforms
 from tfsynth.diffaugment import diff_augment, parse_policy
 from tfsynth.endpoints import Endpoint, Input
@@ -533,8 +533,8 @@ class FastGAN(SynthesisModel):
         cfg = self.config
 
         def adam(name):  # epsilon as PyTorch's Adam
-            return keras.optimizers.Adam(cfg.learning_rate, beta_1=cfg.beta_1, beta_2=cfg.beta_2, epsilon=1e-8,
-                                         name=name)
+            return optimizers.Adam(cfg.learning_rate, beta_1=cfg.beta_1, beta_2=cfg.beta_2, epsilon=1e-8,
+                                   name=name)
 
         return [OptimizerGroup("D/total", adam("discriminator_adam"),
                                lambda: self.discriminator.trainable_variables, name="D"),

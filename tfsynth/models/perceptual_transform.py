@@ -53,7 +53,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfsynth import config as config_lib
-from tfsynth import losses, run_dir
+from tfsynth import losses, optimizers, run_dir
 from tfsynth.data import transforms
 from tfsynth.endpoints import Endpoint, Input
 from tfsynth.layers.padding import ReflectionPadding2D
@@ -376,7 +376,7 @@ class _PerceptualTransform(SynthesisModel):
         return lambda example, seed: transforms.random_crop_at_least(example, tf.constant([0, 0], tf.int64), crop)
 
     def optimizer_groups(self):
-        adam = keras.optimizers.Adam(self.config.learning_rate)
+        adam = optimizers.Adam(self.config.learning_rate)
         return [OptimizerGroup("total", adam, lambda: self.generator.trainable_variables, name="G")]
 
     def transform(self, image, training: bool = False):

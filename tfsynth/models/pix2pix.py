@@ -22,7 +22,6 @@ palette, or one-hot) or, for photo -> photo pairs, the ``target`` image.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import re
@@ -32,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfsynth import config as config_lib
-from tfsynth import losses
+from tfsynth import losses, optimizers
 from tfsynth.data import labels, transforms
 from tfsynth.layers import discriminators, normalization
 from tfsynth.endpoints import Endpoint, Input
@@ -190,12 +189,10 @@ class SeededDropout(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="tfsynth")
 class Pix2PixBatchNormalization(keras.layers.BatchNormalization):
-    """Batch norm with pix2pix's test-time behaviour and a switch for the running averages.
+    """Batch norm with pix2pix's test-time behaviour.
 
-    * Training: batch statistics; the running averages are updated unless
-      ``update_moving_statistics`` is False (read when the graph is traced). G's forward runs
-      twice per step (D's update, then G's), and only one of them may move the averages, as
-      PyTorch's single forward did.
+    * Training: batch statistics, and the running averages updated (once per step: G's forward
+      runs once, as PyTorch's).
     * Inference with ``test_statistics="example"``: each example is normalised by its own
       statistics over H and W -- batch statistics of a batch of one, which is how the paper
       tested (PyTorch's test.py forces batch size 1 and leaves BN in training mode). Nothing
@@ -206,11 +203,8 @@ class Pix2PixBatchNormalization(keras.layers.BatchNormalization):
     def __init__(self, test_statistics: str = "moving", **kwargs):
         super().__init__(**kwargs)
         self.test_statistics = test_statistics
-        self.update_moving_statistics = True
 
     def call(self, inputs, training=None, mask=None):
-        if training and not self.update_moving_statistics:
-            return self._normalize(inputs, axes=[0, 1, 2])
         if not training and self.test_statistics == "example":
             return self._normalize(inputs, axes=[1, 2])
         return super().call(inputs, training=training, mask=mask)
@@ -302,19 +296,6 @@ def build_discriminator(config: Pix2PixConfig, input_channels: int = 6) -> keras
         input_channels, config.discriminator_filters, layers, config.norm, name="patch_discriminator")
 
 
-@contextlib.contextmanager
-def frozen_moving_statistics(network: keras.Model):
-    """Within the block (when traced), ``network``'s batch norms train without updating averages."""
-    layers = [layer for layer in network.layers if isinstance(layer, Pix2PixBatchNormalization)]
-    for layer in layers:
-        layer.update_moving_statistics = False
-    try:
-        yield
-    finally:
-        for layer in layers:
-            layer.update_moving_statistics = True
-
-
 # ----------------------------------------------------------------------------------- model
 
 class Pix2Pix(SynthesisModel):
@@ -399,8 +380,8 @@ class Pix2Pix(SynthesisModel):
             schedule = LinearDecay(cfg.learning_rate, getattr(self, "steps_per_epoch", 1),
                                    cfg.epochs_constant, cfg.epochs_decay)
             # epsilon as PyTorch's Adam (Keras defaults to 1e-7).
-            return keras.optimizers.Adam(schedule, beta_1=cfg.beta_1, beta_2=cfg.beta_2,
-                                         epsilon=1e-8, name=name)
+            return optimizers.Adam(schedule, beta_1=cfg.beta_1, beta_2=cfg.beta_2,
+                                   epsilon=1e-8, name=name)
 
         return [
             OptimizerGroup("D/total", adam("discriminator_adam"),
@@ -421,37 +402,38 @@ class Pix2Pix(SynthesisModel):
     def _pair(self, x, y):
         return tf.concat([x, tf.cast(y, x.dtype)], axis=-1)  # D sees (input, output), input first
 
-    def discriminator_losses(self, batch, seed):
+    def discriminator_losses(self, x, real, fake):
         """D's objective: 0.5 [BCE(D(x, y), 1) + BCE(D(x, G(x)), 0)], with G(x) held fixed."""
-        x = self.generator_input(batch)
-        real = tf.cast(batch["image"], tf.float32) / 127.5 - 1.0
-        with frozen_moving_statistics(self.generator):  # the G phase's forward updates them
-            fake = tf.stop_gradient(self.generator([x, seed], training=True))
         fake_logits = self.discriminator(self._pair(x, fake), training=True)
         real_logits = self.discriminator(self._pair(x, real), training=True)
         d_real, d_fake = losses.gan_discriminator_loss(real_logits, fake_logits, self.config.gan_mode)
         return {"D/real": d_real, "D/fake": d_fake, "D/total": 0.5 * (d_real + d_fake)}, {}
 
-    def generator_losses(self, batch, seed):
+    def generator_losses(self, x, real, fake):
         """G's objective against the updated D: GAN(D(x, G(x)), real) + lambda * |G(x) - y|."""
-        x = self.generator_input(batch)
-        real = tf.cast(batch["image"], tf.float32) / 127.5 - 1.0
-        fake = self.generator([x, seed], training=True)
         fake_logits = self.discriminator(self._pair(x, fake), training=True)
         g_gan = losses.gan_generator_loss(fake_logits, self.config.gan_mode)
         g_l1 = losses.l1(fake, real)
-        return {"gan": g_gan, "l1": g_l1, "total": g_gan + self.config.lambda_l1 * g_l1}, {}
+        return {"gan": g_gan, "l1": g_l1, "total": g_gan + self.config.lambda_l1 * g_l1}
 
     def train_step(self, batch):
-        """PyTorch's order: forward G, update D on the detached fake, then update G.
+        """PyTorch's order: G's forward once; D updated on the detached fake; then G's loss
+        through the updated D on the same fake, and G's update.
 
-        G's forward is recomputed in the G phase (XLA covers only the gradient computations)
-        with the same dropout seed, so both phases see the same G(x).
+        One tape, watching G's variables only, spans D's update (which it does not record), so
+        G's forward runs once per step. Under ``--jit_compile`` D's gradients are compiled per
+        replica, G's are not.
         """
         batch = numeric(batch)
-        seed = self.step_seed()
-        d_grads, d_losses, _ = self.group_gradients("D/total", self.discriminator_losses, batch, seed)
-        self.apply_group_gradients("D/total", d_grads)
-        g_grads, g_losses, _ = self.group_gradients("total", self.generator_losses, batch, seed)
-        self.apply_group_gradients("total", g_grads)
+        x = self.generator_input(batch)
+        real = tf.cast(batch["image"], tf.float32) / 127.5 - 1.0
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch([variable.value for variable in self.generator.trainable_variables])
+            fake = self.generator([x, self.step_seed()], training=True)
+            d_grads, d_losses, _ = self.group_gradients("D/total", self.discriminator_losses, x, real,
+                                                        tf.stop_gradient(fake))
+            self.apply_group_gradients("D/total", d_grads)
+            g_losses = self.generator_losses(x, real, fake)
+            scaled = self.scale_group_loss("total", g_losses["total"])
+        self.apply_group_gradients("total", tape.gradient(scaled, self.generator.trainable_variables))
         return {**d_losses, **g_losses}

@@ -38,7 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfsynth import config as config_lib
-from tfsynth import losses
+from tfsynth import losses, optimizers
 from tfsynth.data import labels, transforms
 from tfsynth.endpoints import Endpoint, Input
 from tfsynth.layers import AvgPoolDownsample, StoredTensor, resnet
@@ -349,7 +349,7 @@ class Pix2PixHD(SynthesisModel):
         def adam(name, start_step=0):
             schedule = LinearDecay(cfg.learning_rate, steps, cfg.epochs_constant, cfg.epochs_decay,
                                    policy="pix2pixhd", step_offset=start_step)
-            return keras.optimizers.Adam(schedule, beta_1=cfg.beta_1, beta_2=cfg.beta_2, epsilon=1e-8, name=name)
+            return optimizers.Adam(schedule, beta_1=cfg.beta_1, beta_2=cfg.beta_2, epsilon=1e-8, name=name)
 
         discriminators = OptimizerGroup("D/total", adam("discriminator_adam"), self.discriminator_variables, name="D")
         if not cfg.epochs_fix_global:

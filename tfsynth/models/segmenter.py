@@ -16,6 +16,7 @@ import keras
 import tensorflow as tf
 
 from tfsynth import config as config_lib
+from tfsynth import optimizers
 from tfsynth.data import labels
 from tfsynth.layers import BilinearResize
 from tfsynth.endpoints import Endpoint, Input
@@ -129,7 +130,7 @@ class Segmenter(SynthesisModel):
         return lambda example, seed: transforms.resize(example, size)
 
     def optimizer_groups(self):
-        return [OptimizerGroup("total", keras.optimizers.Adam(self.config.learning_rate),
+        return [OptimizerGroup("total", optimizers.Adam(self.config.learning_rate),
                                lambda: self.segmenter.trainable_variables, name="segmenter")]
 
     def segment(self, images, training: bool = False):
