@@ -20,6 +20,7 @@ scaling, optional XLA on the per-replica gradient function) lives here once.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from typing import Callable
@@ -421,6 +422,16 @@ def record_source(batch: dict, source: str, label_space: str, scale: int = 1):
     if source == "index":
         return tf.range(tf.shape(batch["image"])[0], dtype=tf.int64)
     return batch[source]
+
+
+@contextlib.contextmanager
+def tape_watching(variables):
+    """A gradient tape that records only what depends on ``variables``: it can span another
+    optimizer group's update (GAN steps that take G's loss through the just-updated D) without
+    keeping any of that update's intermediates."""
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch([variable.value for variable in variables])
+        yield tape
 
 
 def moving_average_update(average: keras.Model, source: keras.Model, decay: float,

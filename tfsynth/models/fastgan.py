@@ -58,8 +58,8 @@ from tfsynth.data import transforms
 from tfsynth.diffaugment import diff_augment, parse_policy
 from tfsynth.endpoints import Endpoint, Input
 from tfsynth.layers.spectral import SpectralConv2D
-from tfsynth.models.base import (OptimizerGroup, SynthesisModel, moving_average_update, numeric, to_pixels,
-                                 to_unit_range)
+from tfsynth.models.base import (OptimizerGroup, SynthesisModel, moving_average_update, numeric, tape_watching,
+                                 to_pixels, to_unit_range)
 
 #: Channels per resolution as multiples of the base width (the reference's ``nfc_multi``): the
 #: generator's (also the decoders', on their own base width) and the discriminator's.
@@ -602,17 +602,18 @@ class FastGAN(SynthesisModel):
         augmented, detached fakes; then G's loss ``-mean D(fakes)`` through the updated D on
         the same augmented fakes; then the EMA.
 
-        G's forward and loss share one tape across D's update (which the tape does not record),
-        as the reference computes G's loss after ``optimizerD.step()`` from the fakes of the
-        iteration's single forward pass (one update of G's running averages and spectral-norm
-        vectors). Under ``--jit_compile`` D's gradients are compiled per replica, G's are not.
+        G's forward and loss share one tape across D's update, as the reference computes G's
+        loss after ``optimizerD.step()`` from the fakes of the iteration's single forward pass
+        (one update of G's running averages and spectral-norm vectors). The tape watches G's
+        variables only, so it keeps nothing of D's update. Under ``--jit_compile`` D's gradients
+        are compiled per replica, G's are not.
         """
         real = to_unit_range(numeric(batch)["image"])
         count = tf.shape(real)[0]
         seeds = self.example_seeds(count)
         part = tf.fill([count], self.step_part())
         real = self.augment(real, seeds, _AUGMENT_REAL)
-        with tf.GradientTape() as tape:
+        with tape_watching(self.generator.trainable_variables) as tape:
             fakes = self.augmented_fakes(seeds)
             gradients, d_losses, _ = self.group_gradients(
                 "D/total", self.discriminator_losses, real, [tf.stop_gradient(f) for f in fakes], part, seeds)

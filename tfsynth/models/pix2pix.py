@@ -35,7 +35,7 @@ from tfsynth import losses, optimizers
 from tfsynth.data import labels, transforms
 from tfsynth.layers import discriminators, normalization
 from tfsynth.endpoints import Endpoint, Input
-from tfsynth.models.base import OptimizerGroup, SynthesisModel, numeric
+from tfsynth.models.base import OptimizerGroup, SynthesisModel, numeric, tape_watching
 from tfsynth.schedules import LinearDecay
 
 DROPOUT_PLACEMENTS = ("paper", "pytorch")
@@ -427,8 +427,7 @@ class Pix2Pix(SynthesisModel):
         batch = numeric(batch)
         x = self.generator_input(batch)
         real = tf.cast(batch["image"], tf.float32) / 127.5 - 1.0
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
-            tape.watch([variable.value for variable in self.generator.trainable_variables])
+        with tape_watching(self.generator.trainable_variables) as tape:
             fake = self.generator([x, self.step_seed()], training=True)
             d_grads, d_losses, _ = self.group_gradients("D/total", self.discriminator_losses, x, real,
                                                         tf.stop_gradient(fake))
