@@ -112,6 +112,20 @@ def test_export_holds_the_serving_state_only_and_equals_the_eager_endpoints(fami
             assert np.abs(served[output].numpy().astype(int) - expected.astype(int)).max() <= 1, (name, output)
     assert "serving_default" in loaded.signatures
 
+    # One trace serves every size within max_size: calls at two sizes add none.
+    for endpoint in endpoints:
+        sizes = [model.training_size or (64, 64)]
+        if endpoint.spatial_input is not None:
+            multiple = model.size_multiple * endpoint.scale
+            sizes.append((sizes[0][0] + multiple, sizes[0][1] + 2 * multiple))
+        inputs = [endpoint.zero_inputs(size, model.latent_size) for size in sizes]
+        function = getattr(loaded, endpoint.signature_name(inputs[0]))
+        for size, values in zip(sizes, inputs):
+            outputs = function(*values.values())  # the export's functions take positional inputs
+            assert tuple(outputs[endpoint.outputs[0]].shape[1:3]) == tuple(size), (name, endpoint.name)
+        assert function.experimental_get_tracing_count() == 1, (name, endpoint.name)
+        assert len(function.concrete_functions) == 1, (name, endpoint.name)
+
 
 def _records(batch):
     """A paired batch as it is, or the first stream of an unpaired one ({domain: batch})."""

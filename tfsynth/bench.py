@@ -4,8 +4,10 @@ Reports, for the model and data of a training flagfile:
 
 * the training step: median time, images/s, analytic FLOPs per step, achieved GFLOP/s and its
   fraction of the fp32 matmul peak measured on the same machine in the same run;
-* inference latency of the served function (batch 1) at the training size and at each of
-  ``--inference_sizes`` (the output's size, e.g. ``256,1024`` for a fully convolutional model);
+* inference latency at batch 1, at the training size and at each of ``--inference_sizes`` (the
+  output's size, e.g. ``256,1024`` for a fully convolutional model), of the family's serving
+  function traced in this process ("graph") and of the same endpoint exported as a SavedModel
+  and loaded back ("export", what TF Serving runs);
 * the input pipeline's images/s (decode + transforms, no model);
 * peak resident memory.
 
@@ -107,14 +109,21 @@ def measure_peak_gflops(size: int = 2048, repeats: int = 7) -> float:
     return 2 * size**3 / best / 1e9
 
 
-def serving_inputs(endpoint, size) -> dict:
-    """A batch of one for ``endpoint``'s required inputs, its output at ``size``."""
+def exported_function(model, endpoint):
+    """``endpoint``'s signature in ``model``'s SavedModel, written to a temporary folder and
+    loaded back: what TF Serving and ``tfsynth.infer`` run (uint8 out, input checks included)."""
+    import tempfile
+
     import tensorflow as tf
 
-    height, width = (s // endpoint.scale for s in size)
-    shapes = {"label": [1, height, width], "instance": [1, height, width], "image": [1, height, width, 3],
-              "seed": [1]}
-    return {spec.name: tf.zeros(shapes[spec.kind], spec.dtype) for spec in endpoint.inputs if not spec.optional}
+    from tfsynth import export
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = export.export_model(model, os.path.join(folder, "1"))
+        loaded = tf.saved_model.load(path)
+    function = loaded.signatures[endpoint.name]
+    function.loaded = loaded  # the signature does not keep its SavedModel's variables alive
+    return function
 
 
 def parse_size(text: str) -> tuple[int, int] | None:
@@ -150,6 +159,7 @@ COMPARED = [
     ("fraction_of_peak", "fraction of fp32 matmul peak", True),
     ("peak_fp32_matmul_gflops", "fp32 matmul peak GFLOP/s", True),
     ("inference_latency_ms_median", "inference ms (batch 1, training size)", False),
+    ("export_latency_ms_median", "exported inference ms (batch 1, training size)", False),
     ("pipeline_images_per_s", "input pipeline images/s", True),
     ("peak_rss_mib", "peak RSS MiB", False),
 ]
@@ -224,15 +234,16 @@ def main(argv):
             _block(step(batch))
             profiler.after(number)
     endpoint, serve = model.endpoint()
-    serve = tf.function(serve)
-    inference_ms = {}
+    served = {"graph": tf.function(serve), "export": exported_function(model, endpoint)}
+    inference_ms = {path: {} for path in served}
     # An unconditional model's output has its one size: other sizes apply to models fed images.
     sizes = [parse_size(text) for text in FLAGS.inference_sizes] if endpoint.spatial_input else []
     for size in [model.training_size or (256, 256)] + sizes:
         print(f"timing inference at {size[0]}x{size[1]} ...", flush=True)
-        inputs = serving_inputs(endpoint, size)
-        inference_ms[f"{size[0]}x{size[1]}"] = 1000 * statistics.median(
-            timed(lambda: serve(**inputs), FLAGS.bench_steps, 2))
+        inputs = endpoint.zero_inputs(size, model.latent_size)
+        for path, function in served.items():
+            inference_ms[path][f"{size[0]}x{size[1]}"] = 1000 * statistics.median(
+                timed(lambda: function(**inputs), FLAGS.bench_steps, 2))
     print("timing the input pipeline ...", flush=True)
     iterator = iter(dataset)
     pipe_times = timed(lambda: next(iterator), FLAGS.pipeline_batches, 5)
@@ -254,8 +265,10 @@ def main(argv):
         "achieved_gflops": achieved,
         "peak_fp32_matmul_gflops": peak,
         "fraction_of_peak": achieved / peak,
-        "inference_latency_ms_median": next(iter(inference_ms.values())),
-        "inference_latency_ms_by_size": inference_ms,
+        "inference_latency_ms_median": next(iter(inference_ms["graph"].values())),
+        "inference_latency_ms_by_size": inference_ms["graph"],
+        "export_latency_ms_median": next(iter(inference_ms["export"].values())),
+        "export_latency_ms_by_size": inference_ms["export"],
         "pipeline_images_per_s": FLAGS.global_batch_size / statistics.median(pipe_times),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
@@ -266,7 +279,8 @@ def main(argv):
         ("FLOPs per step", f"{flops / 1e9:.1f} GFLOP (analytic: convs + matmuls)"),
         ("achieved", f"{achieved:.0f} GFLOP/s = {100 * results['fraction_of_peak']:.0f}% of the "
                      f"{peak:.0f} GFLOP/s fp32 matmul peak"),
-        ("inference (batch 1)", ",  ".join(f"{ms:.1f} ms at {size}" for size, ms in inference_ms.items())),
+        *((f"inference, {path} (batch 1)", ",  ".join(f"{ms:.1f} ms at {size}" for size, ms in by_size.items()))
+          for path, by_size in inference_ms.items()),
         ("input pipeline", f"{results['pipeline_images_per_s']:.0f} img/s"),
         ("peak RSS", f"{results['peak_rss_mib']:.0f} MiB"),
     ]

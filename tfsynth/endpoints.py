@@ -148,6 +148,16 @@ class Endpoint:
             return required[0]
         return None
 
+    def zero_inputs(self, output_size, latent_size: int | None = None) -> dict:
+        """A batch of one of zeros for each required input, sized so the output is
+        ``output_size`` (H, W): what a benchmark or a shape test feeds."""
+        import tensorflow as tf
+
+        height, width = (side // self.scale for side in output_size)
+        fill = {"N": 1, "H": height, "W": width, "3": 3, "D": latent_size}
+        return {spec.name: tf.zeros([fill[d] for d in DIMENSION_NAMES[spec.kind]], spec.dtype)
+                for spec in self.inputs if not spec.optional}
+
     def signature_name(self, given) -> str:
         """The signature serving this endpoint when only the inputs named in ``given`` are
         passed: ``name``, or ``name_without_<optional>[_<optional>...]``."""
