@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -26,6 +27,18 @@ def test_profile_steps_leave_a_trace_for_tensorboards_profile_tab(trained):
     traces = glob.glob(os.path.join(model_dir, "logs", "plugins", "profile", "*", "*.xplane.pb"))
     assert len(traces) == 1 and os.path.getsize(traces[0]) > 10_000
     assert f"profiled steps 2-3: tensorboard --logdir={model_dir}/logs" in result.stdout
+
+
+def test_profiling_sums_the_trace_up_by_kind_of_work(trained, cache_dir, tmp_path):
+    model_dir, _ = trained
+    result = run_module(cache_dir, "tfsynth.profiling", f"--logdir={model_dir}/logs", "--top=3")
+    shares = dict(re.findall(r"^  (\S.*?)\s+(\d+\.\d) %", result.stdout, re.MULTILINE))
+    assert float(shares["convolution, forward"]) > 0
+    categories = [name for name in shares if name.startswith(("convolution", "idle", "optimizer",
+                                                               "normalisation", "data", "elementwise", "matmul"))]
+    assert abs(sum(float(shares[name]) for name in categories) - 100) < 0.5, result.stdout
+    result = run_module(cache_dir, "tfsynth.profiling", f"--logdir={tmp_path}", check=False)
+    assert result.returncode != 0 and f"error: --logdir: no profiler trace under {tmp_path}" in result.stderr
 
 
 def test_training_writes_config_checkpoints_samples_and_export(trained):
