@@ -211,14 +211,15 @@ def main(argv):
 
     spec = registry.get(FLAGS.model)
     config = training.model_config(spec, FLAGS)
-    distribute.set_precision(FLAGS.mixed_precision)
+    precision, _ = distribute.resolve_precision(FLAGS.mixed_precision)
+    distribute.set_precision(precision)
     keras.utils.set_random_seed(FLAGS.seed)
     jit = distribute.resolve_jit_compile(FLAGS.jit_compile)
     data_dir = pipelines.resolve_data_dir(FLAGS.train_data, FLAGS.seed)
     label_space = tfrecord.read_dataset_json(data_dir).get("label_space") or "cityscapes35"
     model = spec.load()(config, source_label_space=label_space)
     splits = training.training_splits(model, data_dir, FLAGS.train_split)
-    model.prepare_training(float16_loss_scaling=FLAGS.mixed_precision == "float16")
+    model.prepare_training(float16_loss_scaling=precision == "float16")
     dataset = training.make_model_dataset(model, splits, training=True,
                                           batch_size=FLAGS.global_batch_size, seed=FLAGS.seed)
     batch = numeric(next(iter(dataset)))
@@ -264,7 +265,7 @@ def main(argv):
         "device": _device_name(),
         "global_batch_size": FLAGS.global_batch_size,
         "image_size": list(tf.nest.flatten(batch)[0].shape[1:3]),
-        "precision": FLAGS.mixed_precision,
+        "precision": precision,
         "xla": jit,
         "train_step_s_median": step_time,
         "train_step_s_min": min(step_times),

@@ -46,8 +46,43 @@ def resolve_jit_compile(flag: str) -> bool:
     return bool(tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("TPU"))
 
 
+#: CPU flags (Linux /proc/cpuinfo) of instructions that compute bfloat16 products natively.
+NATIVE_BFLOAT16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def native_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> str | None:
+    """What computes bfloat16 natively here ("GPU compute capability 8.0", "avx512_bf16", ..),
+    or None: then bfloat16 is emulated, and slower than float32."""
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
+        if capability and tuple(capability) >= (8, 0):  # Ampere and later: bfloat16 tensor cores
+            return f"GPU compute capability {capability[0]}.{capability[1]}"
+    if tf.config.list_physical_devices("GPU"):
+        return None  # the GPU computes, whatever the CPU could do
+    try:
+        with open(cpuinfo) as f:
+            flags = set(" ".join(line for line in f if line.startswith("flags")).split())
+    except OSError:
+        return None
+    return next((flag for flag in NATIVE_BFLOAT16_CPU_FLAGS if flag in flags), None)
+
+
+def resolve_precision(flag: str, cpuinfo: str = "/proc/cpuinfo") -> tuple[str, str]:
+    """``--mixed_precision`` as (policy, why): ``auto`` is bfloat16 where the hardware computes
+    it natively (the quickstarts' setting), else none (float32)."""
+    if flag != "auto":
+        return flag, "--mixed_precision"
+    native = native_bfloat16(cpuinfo)
+    if native:
+        return "bfloat16", f"auto: bfloat16 is native here ({native})"
+    return "none", "auto: no native bfloat16 here, so float32"
+
+
 def set_precision(policy: str) -> None:
-    """Sets the Keras global dtype policy; must run before any model is built."""
+    """Sets the Keras global dtype policy (none, bfloat16 or float16, already resolved); must run
+    before any model is built."""
     import keras
 
     keras.mixed_precision.set_global_policy(

@@ -122,7 +122,9 @@ def define_runtime_flags():
                          "(to test distribution on one machine).", lower_bound=1)
     flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
                       "XLA for the per-replica gradient computation; auto = on for GPU/TPU, off on CPU.")
-    flags.DEFINE_enum("mixed_precision", "none", ["none", "bfloat16", "float16"], "Compute precision.")
+    flags.DEFINE_enum("mixed_precision", "none", ["none", "bfloat16", "float16", "auto"],
+                      "Compute precision (variables stay float32). auto: bfloat16 where the CPU (AVX512-BF16, "
+                      "AMX) or GPU (compute capability 8.0+) computes it natively, else float32.")
     flags.DEFINE_integer("seed", 0, "Seed for initialisation and data order.")
     flags.DEFINE_bool("deterministic", False, "Deterministic ops (slower); the data order is always seeded.")
     flags.DEFINE_integer("log_every", 50, "Steps between progress lines and scalar summaries.", lower_bound=1)

@@ -359,7 +359,8 @@ def train(flags_values, spec, config) -> None:
     model_dir = flags_values.model_dir
     saved = check_resume_config(model_dir, spec.name, config)
     strategy = distribute.make_strategy(flags_values.strategy, flags_values.cpu_devices)
-    distribute.set_precision(flags_values.mixed_precision)
+    precision, precision_reason = distribute.resolve_precision(flags_values.mixed_precision)
+    distribute.set_precision(precision)
     keras.utils.set_random_seed(flags_values.seed)
     if flags_values.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -385,7 +386,7 @@ def train(flags_values, spec, config) -> None:
     total_steps = resolve_steps(flags_values, examples)
     with strategy.scope():
         loss_networks = model.prepare_training(
-            steps_per_epoch=steps_per_epoch, float16_loss_scaling=flags_values.mixed_precision == "float16")
+            steps_per_epoch=steps_per_epoch, float16_loss_scaling=precision == "float16")
         if jit:
             model.enable_xla()
         step_counter = tf.Variable(0, dtype=tf.int64, name="step", trainable=False)
@@ -409,7 +410,7 @@ def train(flags_values, spec, config) -> None:
     print_summary(f"{spec.name}: {spec.summary}", network_rows(model, loss_networks) + [
         ("data", f"{data_dir} [{split_text} examples, {label_space}]"),
         ("strategy", f"{type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s), "
-                     f"XLA {'on' if jit else 'off'}, precision {flags_values.mixed_precision}"),
+                     f"XLA {'on' if jit else 'off'}, precision {precision} ({precision_reason})"),
         ("steps", f"{total_steps} x global batch {flags_values.global_batch_size}"),
         ("model_dir", f"{model_dir} ({origin})"),
     ] + hparam_rows(config))
