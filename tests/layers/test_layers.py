@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfsynth.layers import AreaDownsample2D, BilinearResize, SlimLayerNormalization
@@ -47,6 +48,33 @@ def test_slim_layer_norm_matches_numpy_with_per_channel_gamma_beta():
     plain = layer(x).numpy()
     np.testing.assert_allclose(plain.mean(axis=(1, 2, 3)), 0, atol=1e-5)
     np.testing.assert_allclose(plain.var(axis=(1, 2, 3)), 1, atol=1e-4)
+
+
+@pytest.mark.parametrize("negative_slope", [None, 0.2])
+def test_slim_layer_norm_gradients_equal_automatic_differentiation(negative_slope):
+    """The written-out backward pass against TensorFlow's differentiation of the formula."""
+    x = tf.constant(_random_input((2, 5, 6, 4), seed=3))
+    layer = SlimLayerNormalization(negative_slope=negative_slope)
+    layer.build(x.shape)
+    layer.gamma.assign(np.linspace(0.5, 2.0, 4).astype(np.float32))
+    layer.beta.assign(np.linspace(-1.0, 1.0, 4).astype(np.float32))
+    upstream = tf.constant(np.random.default_rng(4).normal(size=x.shape).astype(np.float32))
+
+    def formula(x, gamma, beta):
+        mean, variance = tf.nn.moments(x, axes=[1, 2, 3], keepdims=True)
+        z = (x - mean) * tf.math.rsqrt(variance + 1e-12) * gamma + beta
+        return z if negative_slope is None else tf.nn.leaky_relu(z, negative_slope)
+
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        fused = layer(x)
+        expected = formula(x, layer.gamma, layer.beta)
+    np.testing.assert_allclose(fused.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
+    sources = [x, layer.gamma, layer.beta]
+    for ours, theirs in zip(tape.gradient(fused, sources, upstream), tape.gradient(expected, sources, upstream)):
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-4, atol=1e-5)
+    if negative_slope is not None:
+        assert fused.numpy().min() < 0 and np.isclose(fused.numpy().min(), expected.numpy().min())
 
 
 def test_slim_layer_norm_epsilon_is_tiny():
@@ -97,9 +125,9 @@ def test_slim_layer_norm_bfloat16():
 
 
 def test_slim_layer_norm_config_round_trip():
-    layer = SlimLayerNormalization(epsilon=1e-6, name="norm")
+    layer = SlimLayerNormalization(epsilon=1e-6, negative_slope=0.2, name="norm")
     clone = SlimLayerNormalization.from_config(layer.get_config())
-    assert clone.epsilon == 1e-6 and clone.name == "norm"
+    assert clone.epsilon == 1e-6 and clone.negative_slope == 0.2 and clone.name == "norm"
 
 
 # ------------------------------------------------------------------------ BilinearResize
