@@ -59,30 +59,40 @@ def layer_norm_leaky_relu(x, gamma, beta, epsilon: float, slope: float):
         d beta = sum_{N,H,W} dz,   d gamma = sum_{N,H,W} dz n,
         dx = (dn - <dn> - n <dn n>) / sqrt(var + epsilon),   dn = gamma dz.
 
-    Only x and the per-example mean and 1 / sqrt(var + epsilon) are kept for them; n and z are
-    recomputed.
+    Only x and the per-example mean and 1 / sqrt(var + epsilon) are kept for them. Every
+    full-size step is an affine map of x or dz with [N, 1, 1, C] coefficients (z = a x + b,
+    dx = A dz + B x + C), which TensorFlow's CPU kernels broadcast at memory speed, where the
+    [N, 1, 1, 1] per-example statistics broadcast ten times slower (measured on CRN 256p).
     """
 
     @tf.custom_gradient
     def fused(x, gamma, beta):
         mean, variance = tf.nn.moments(x, axes=[1, 2, 3], keepdims=True)
-        inverse_std = tf.math.rsqrt(variance + epsilon)
+        inverse_std = tf.math.rsqrt(variance + epsilon)  # [N, 1, 1, 1]
+        scale = inverse_std * gamma  # [N, 1, 1, C]: z = scale x + shift
+        shift = beta - mean * scale
 
-        def forward(x):
-            z = (x - mean) * inverse_std * gamma + beta
+        def activation(z):
             return z if slope == 1.0 else tf.where(z > 0, z, slope * z)
 
         def backward(dy):
-            n = (x - mean) * inverse_std
-            dz = dy if slope == 1.0 else tf.where(n * gamma + beta > 0, dy, slope * dy)
-            d_beta = tf.reduce_sum(dz, axis=[0, 1, 2])
-            d_gamma = tf.reduce_sum(dz * n, axis=[0, 1, 2])
-            dn = dz * gamma
-            dx = inverse_std * (dn - tf.reduce_mean(dn, axis=[1, 2, 3], keepdims=True)
-                                - n * tf.reduce_mean(dn * n, axis=[1, 2, 3], keepdims=True))
+            dz = dy if slope == 1.0 else tf.where(x * scale + shift > 0, dy, slope * dy)
+            sum_dz = tf.reduce_sum(dz, axis=[1, 2], keepdims=True)  # [N, 1, 1, C]
+            sum_dz_x = tf.reduce_sum(dz * x, axis=[1, 2], keepdims=True)
+            sum_dz_n = inverse_std * (sum_dz_x - mean * sum_dz)  # sum over H, W of dz n
+            d_beta = tf.reduce_sum(sum_dz, axis=[0, 1, 2])
+            d_gamma = tf.reduce_sum(sum_dz_n, axis=[0, 1, 2])
+            count = tf.cast(tf.reduce_prod(tf.shape(x)[1:]), x.dtype)
+            mean_dn = tf.reduce_sum(gamma * sum_dz, axis=-1, keepdims=True) / count  # <dn>, [N, 1, 1, 1]
+            mean_dn_n = tf.reduce_sum(gamma * sum_dz_n, axis=-1, keepdims=True) / count  # <dn n>
+            # dx = inverse_std (gamma dz - <dn> - (x - mean) inverse_std <dn n>)
+            x_coefficient = -tf.square(inverse_std) * mean_dn_n
+            constant = inverse_std * (inverse_std * mean * mean_dn_n - mean_dn)
+            channels = tf.ones_like(gamma)  # per-example numbers as [N, 1, 1, C], the fast broadcast
+            dx = dz * scale + (x * (x_coefficient * channels) + constant * channels)
             return dx, d_gamma, d_beta
 
-        return forward(x), backward
+        return activation(x * scale + shift), backward
 
     return fused(x, gamma, beta)
 
