@@ -73,7 +73,7 @@ def layer_norm_leaky_relu(x, gamma, beta, epsilon: float, slope: float):
         shift = beta - mean * scale
 
         def activation(z):
-            return z if slope == 1.0 else tf.where(z > 0, z, slope * z)
+            return z if slope == 1.0 else tf.nn.leaky_relu(z, slope)
 
         def backward(dy):
             dz = dy if slope == 1.0 else tf.where(x * scale + shift > 0, dy, slope * dy)
