@@ -124,6 +124,6 @@ def test_every_command_has_a_console_script():
 
     scripts = {entry.name: entry.value for entry in metadata.entry_points(group="console_scripts")
                if entry.name.startswith("tfsynth-")}
-    commands = {name: f"tfsynth.{name}:run" for name in ("train", "export", "infer", "evaluate", "bench")}
+    commands = {name: f"tfsynth.{name}:run" for name in ("train", "export", "infer", "evaluate", "bench", "profiling")}
     commands["studio"] = "tfsynth.studio.__main__:run"  # a package: python -m tfsynth.studio
     assert scripts == {f"tfsynth-{name}": target for name, target in commands.items()}
