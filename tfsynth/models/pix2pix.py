@@ -206,13 +206,13 @@ class Pix2PixBatchNormalization(keras.layers.BatchNormalization):
 
     def call(self, inputs, training=None, mask=None):
         if not training and self.test_statistics == "example":
-            return self._normalize(inputs, axes=[1, 2])
+            return self._normalize_per_example(inputs)
         return super().call(inputs, training=training, mask=mask)
 
-    def _normalize(self, inputs, axes):
+    def _normalize_per_example(self, inputs):
         # float32 statistics even under a bfloat16 policy, as Keras' own batch norm does.
         x = tf.cast(inputs, tf.float32)
-        mean, variance = tf.nn.moments(x, axes=axes, keepdims=True)
+        mean, variance = tf.nn.moments(x, axes=[1, 2], keepdims=True)
         normed = (x - mean) * tf.math.rsqrt(variance + self.epsilon)
         normed = normed * tf.cast(self.gamma, tf.float32) + tf.cast(self.beta, tf.float32)
         return tf.cast(normed, inputs.dtype)
