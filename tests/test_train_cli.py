@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from cli_support import SMOKE_FLAGS, cli_env, run_module
+from family_support import smoke_flagfile
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +201,8 @@ def test_warm_start_copies_matching_modules(trained, tmp_path, run_cli):
 
 def test_bench_reports_step_flops_and_pipeline(tmp_path, run_cli):
     out = tmp_path / "bench.json"
-    result = run_cli("tfsynth.bench", f"--flagfile={SMOKE_FLAGS}", "--bench_steps=2", "--warmup_steps=1",
+    # pix2pixHD: its endpoint's optional inputs (instance map, features) select the export's signature.
+    result = run_cli("tfsynth.bench", f"--flagfile={smoke_flagfile('pix2pixhd')}", "--bench_steps=2", "--warmup_steps=1",
                      "--pipeline_batches=5", "--inference_sizes=64x128,128", f"--bench_out={out}")
     report = json.load(open(out))
     assert report["flops_per_step"] > 0 and report["train_step_s_median"] > 0

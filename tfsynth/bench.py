@@ -109,9 +109,9 @@ def measure_peak_gflops(size: int = 2048, repeats: int = 7) -> float:
     return 2 * size**3 / best / 1e9
 
 
-def exported_function(model, endpoint):
-    """``endpoint``'s signature in ``model``'s SavedModel, written to a temporary folder and
-    loaded back: what TF Serving and ``tfsynth.infer`` run (uint8 out, input checks included)."""
+def exported_function(model, signature: str):
+    """The ``signature`` of ``model``'s SavedModel, written to a temporary folder and loaded
+    back: what TF Serving and ``tfsynth.infer`` run (uint8 out, input checks included)."""
     import tempfile
 
     import tensorflow as tf
@@ -121,7 +121,7 @@ def exported_function(model, endpoint):
     with tempfile.TemporaryDirectory() as folder:
         path = export.export_model(model, os.path.join(folder, "1"))
         loaded = tf.saved_model.load(path)
-    function = loaded.signatures[endpoint.name]
+    function = loaded.signatures[signature]
     function.loaded = loaded  # the signature does not keep its SavedModel's variables alive
     return function
 
@@ -243,13 +243,16 @@ def main(argv):
             _block(step(batch))
             profiler.after(number)
     endpoint, serve = model.endpoint()
-    served = {"graph": tf.function(serve), "export": exported_function(model, endpoint)}
-    inference_ms = {path: {} for path in served}
     # An unconditional model's output has its one size: other sizes apply to models fed images.
     sizes = [parse_size(text) for text in FLAGS.inference_sizes] if endpoint.spatial_input else []
-    for size in [model.training_size or (256, 256)] + sizes:
+    sizes = [model.training_size or (256, 256)] + sizes
+    # The required inputs only, so the export's signature is the one without the optional ones.
+    zeros = {size: endpoint.zero_inputs(size, model.latent_size) for size in sizes}
+    served = {"graph": tf.function(serve),
+              "export": exported_function(model, endpoint.signature_name(zeros[sizes[0]]))}
+    inference_ms = {path: {} for path in served}
+    for size, inputs in zeros.items():
         print(f"timing inference at {size[0]}x{size[1]} ...", flush=True)
-        inputs = endpoint.zero_inputs(size, model.latent_size)
         for path, function in served.items():
             inference_ms[path][f"{size[0]}x{size[1]}"] = 1000 * statistics.median(
                 timed(lambda: function(**inputs), FLAGS.bench_steps, 2))
