@@ -144,6 +144,17 @@ def test_bad_flag_fails_before_tensorflow_loads(tmp_path, run_cli, flag, message
     assert "oneDNN" not in result.stderr and "tensorflow" not in result.stderr.lower()
 
 
+def test_recompute_is_refused_by_a_family_that_cannot_recompute(tmp_path, run_cli):
+    from family_support import smoke_flagfile
+
+    model_dir = tmp_path / "run"
+    result = run_cli("tfsynth.train", f"--flagfile={smoke_flagfile('pix2pix')}", f"--model_dir={model_dir}",
+                     "--recompute", check=False)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --recompute: pix2pix")
+    assert not model_dir.exists()
+
+
 def test_resuming_with_other_hparams_is_refused(tmp_path, run_cli):
     model_dir = tmp_path / "run"
     model_dir.mkdir()

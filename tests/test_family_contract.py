@@ -150,6 +150,35 @@ def test_two_devices_train_exactly_as_one(name, cache_dir):
     assert report["max_difference"] < bound, report
 
 
+RECOMPUTING = [name for name in FAMILIES if registry.get(name).load().recomputes]
+
+
+@pytest.mark.parametrize("name", RECOMPUTING)
+def test_recompute_changes_no_update(name, cache_dir):
+    """--recompute trades time for memory only: the step's updates are the same (each group's
+    optimizer swapped for SGD with rate 1, so an update is its gradient, unnormalised)."""
+    import keras
+    import tensorflow as tf
+
+    updates = []
+    for recompute in (False, True):
+        keras.utils.set_random_seed(0)
+        model, data_dir, _ = tiny_family(name)
+        model.prepare_training()
+        for group in model._groups:
+            group.optimizer = keras.optimizers.SGD(1.0)
+            group.optimizer.build(group.variables())
+        if recompute:
+            model.enable_recompute()
+        variables = [v for network in model.networks.values() for v in network.trainable_weights]
+        before = [v.numpy() for v in variables]
+        tf.function(model.train_step)(first_batch(model, data_dir))
+        updates.append([v.numpy() - start for v, start in zip(variables, before)])
+    assert any(np.abs(update).max() > 0 for update in updates[0])
+    for plain, recomputed, variable in zip(*updates, variables):
+        np.testing.assert_allclose(recomputed, plain, rtol=1e-4, atol=1e-6 * np.abs(plain).max(), err_msg=variable.path)
+
+
 def checkpoint_state(model_dir):
     """Every tensor of the latest checkpoint but the data iterator's serialized state."""
     import tensorflow as tf

@@ -342,6 +342,36 @@ def test_gradient_reaches_input():
     assert np.all(np.isfinite(g)) and np.abs(g).max() > 0
 
 
+@pytest.mark.parametrize("pooling", ["avg", "max"])
+def test_recomputed_stages_give_the_same_features_and_gradients(pooling):
+    # conv2_1 sits inside a stage, pool3 ends one, conv4_2 is in the last, truncated one.
+    vgg = VGGFeatures(depth=19, layers=("input", "conv2_1", "pool3", "conv4_2"), pooling=pooling)
+    rgb = tf.constant(np.random.default_rng(0).uniform(0, 255, (2, 32, 48, 3)), tf.float32)
+
+    @tf.function
+    def features_and_gradient():
+        with tf.GradientTape() as tape:
+            tape.watch(rgb)
+            features = vgg(rgb)
+            loss = tf.add_n([tf.reduce_mean(tf.square(f)) for f in features.values()])
+        return features, tape.gradient(loss, rgb)
+
+    def forward_convolutions(function):  # Conv2D ops: the backward pass's are Conv2DBackprop*
+        return sum(op.type == "Conv2D" for op in function.get_concrete_function().graph.get_operations())
+
+    plain = features_and_gradient()
+    plain_convolutions = forward_convolutions(features_and_gradient)
+    vgg.recompute = True
+    features_and_gradient = tf.function(features_and_gradient.python_function)
+    recomputed = features_and_gradient()
+    # The backward pass runs every stage forward again: conv1_1 .. conv4_2 are 10 convolutions.
+    assert forward_convolutions(features_and_gradient) == 2 * plain_convolutions == 20
+    for name in plain[0]:
+        np.testing.assert_allclose(recomputed[0][name].numpy(), plain[0][name].numpy(), rtol=1e-5, err_msg=name)
+    np.testing.assert_allclose(recomputed[1].numpy(), plain[1].numpy(), rtol=1e-4,
+                               atol=1e-6 * float(tf.reduce_max(tf.abs(plain[1]))))
+
+
 def test_tf_function_unknown_shape_and_xla():
     net = VGGFeatures(layers=("conv2_2", "pool3"))
     spec = tf.TensorSpec([None, None, None, 3], tf.float32)

@@ -181,8 +181,9 @@ def compare(path_a: str, path_b: str) -> list[tuple[str, str]]:
         except (OSError, json.JSONDecodeError) as error:
             raise ValueError(f"--compare: {path}: not a readable bench JSON ({error})") from None
     a, b = reports
-    rows = [("A", f"{path_a}: {a.get('model')} {a.get('precision')}, XLA {a.get('xla')}, {a.get('device')}"),
-            ("B", f"{path_b}: {b.get('model')} {b.get('precision')}, XLA {b.get('xla')}, {b.get('device')}")]
+    rows = [(name, f"{path}: {report.get('model')} {report.get('precision')}, XLA {report.get('xla')}, "
+                   f"recompute {report.get('recompute', False)}, {report.get('device')}")
+            for name, path, report in (("A", path_a, a), ("B", path_b, b))]
     for key, label, higher_is_better in COMPARED:
         if key in a and key in b and a[key]:
             ratio = b[key] / a[key]
@@ -210,6 +211,10 @@ def main(argv):
     from tfsynth.models.base import numeric
 
     spec = registry.get(FLAGS.model)
+    try:
+        training.check_recompute(spec, FLAGS)
+    except training.TrainingError as error:
+        sys.exit(f"error: {error}")
     config = training.model_config(spec, FLAGS)
     precision, _ = distribute.resolve_precision(FLAGS.mixed_precision)
     distribute.set_precision(precision)
@@ -220,6 +225,8 @@ def main(argv):
     model = spec.load()(config, source_label_space=label_space)
     splits = training.training_splits(model, data_dir, FLAGS.train_split)
     model.prepare_training(float16_loss_scaling=precision == "float16")
+    if FLAGS.recompute:
+        model.enable_recompute()
     dataset = training.make_model_dataset(model, splits, training=True,
                                           batch_size=FLAGS.global_batch_size, seed=FLAGS.seed)
     batch = numeric(next(iter(dataset)))
@@ -270,6 +277,7 @@ def main(argv):
         "image_size": list(tf.nest.flatten(batch)[0].shape[1:3]),
         "precision": precision,
         "xla": jit,
+        "recompute": FLAGS.recompute,
         "train_step_s_median": step_time,
         "train_step_s_min": min(step_times),
         "train_images_per_s": FLAGS.global_batch_size / step_time,

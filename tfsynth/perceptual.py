@@ -14,6 +14,7 @@ keeps the graph identical for all sources.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import socket
@@ -242,6 +243,16 @@ def _plan(depth: int):
     return names
 
 
+def _stages(plan):
+    """``plan`` after ``input``, cut after each pooling: [(conv1_1, conv1_2, pool1), (conv2_1, ..), ..]."""
+    stages = [[]]
+    for name in plan[1:]:
+        stages[-1].append(name)
+        if name.startswith("pool"):
+            stages.append([])
+    return [tuple(stage) for stage in stages if stage]
+
+
 def _fetch_imagenet(depth: int, strict: bool):
     """Gets the keras ImageNet weights, giving a non-cached download a short timeout."""
     cached = any(os.path.isfile(p) for p in _keras_cache_paths(depth))
@@ -338,6 +349,11 @@ class VGGFeatures(keras.layers.Layer):
         self.mean_rgb = mean
         logging.info("VGG-%d perceptual features %s: weights from %s (%s), %s pooling", depth,
                      list(self.feature_names), self.weights_source, self.weights_arg, pooling)
+        #: --recompute: each stage's activations are recomputed in the backward pass, not kept.
+        self.recompute = False
+        self._conv_index = {name: index for index, name in enumerate(needed)}
+        self._wanted = set(canonical.values())
+        self._stages = _stages(self._plan)
         self._kernels, self._biases = [], []
         for name in needed:
             k, b = params[name]
@@ -366,20 +382,34 @@ class VGGFeatures(keras.layers.Layer):
         """
         dtype = self.compute_dtype
         x = tf.cast(rgb, dtype) - tf.cast(self._mean, dtype)
-        pool = tf.nn.avg_pool2d if self.pooling == "avg" else tf.nn.max_pool2d
-        wanted = set(self._canonical.values())
-        feats, conv_i = {}, 0
-        for name in self._plan:
-            if name.startswith("conv"):
-                k = tf.cast(self._kernels[conv_i], dtype)
-                b = tf.cast(self._biases[conv_i], dtype)
-                x = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, k, 1, "SAME"), b))
-                conv_i += 1
-            elif name.startswith("pool"):
-                x = pool(x, 2, 2, "SAME")
-            if name in wanted:
-                feats[name] = x
+        feats = {"input": x}
+        for stage in self._stages:
+            run = functools.partial(self._run_stage, stage)
+            # One stage's activations are recomputed at a time in the backward pass, so the
+            # most a stage keeps is its own, not the whole network's.
+            x, outputs = (tf.recompute_grad(run) if self.recompute else run)(x)
+            feats.update(zip(self._stage_outputs(stage), outputs))
         return {n: feats[self._canonical[n]] for n in self.feature_names}
+
+    def _stage_outputs(self, stage):
+        return [name for name in stage if name in self._wanted]
+
+    def _run_stage(self, stage, x):
+        """One stage's layers on x -> (the last one's output, [the requested features in it])."""
+        dtype = self.compute_dtype
+        pool = tf.nn.avg_pool2d if self.pooling == "avg" else tf.nn.max_pool2d
+        outputs = []
+        for name in stage:
+            if name.startswith("conv"):
+                index = self._conv_index[name]
+                k = tf.cast(self._kernels[index], dtype)
+                b = tf.cast(self._biases[index], dtype)
+                x = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, k, 1, "SAME"), b))
+            else:
+                x = pool(x, 2, 2, "SAME")
+            if name in self._wanted:
+                outputs.append(x)
+        return x, outputs
 
     def compute_output_spec(self, rgb):
         # Shapes follow from the name (convB_C: width of block B; poolB: /2**B), so Keras need

@@ -342,6 +342,13 @@ def main(flags_values) -> None:
         sys.exit(f"error: {error}")
 
 
+def check_recompute(spec, flags_values) -> None:
+    """--recompute needs a family that declares what it recomputes."""
+    if flags_values.recompute and not spec.load().recomputes:
+        raise TrainingError(f"--recompute: {spec.name} has no network it can recompute (its dropout masks or "
+                            "batch statistics would change when run again)")
+
+
 def hparam_rows(config) -> list[tuple[str, str]]:
     """The resolved hyper-parameters that differ from the family's defaults, for the log."""
     changed = config_lib.non_default_values(config)
@@ -357,6 +364,7 @@ def train(flags_values, spec, config) -> None:
     from tfsynth.models.base import numeric
 
     model_dir = flags_values.model_dir
+    check_recompute(spec, flags_values)
     saved = check_resume_config(model_dir, spec.name, config)
     strategy = distribute.make_strategy(flags_values.strategy, flags_values.cpu_devices)
     precision, precision_reason = distribute.resolve_precision(flags_values.mixed_precision)
@@ -389,6 +397,8 @@ def train(flags_values, spec, config) -> None:
             steps_per_epoch=steps_per_epoch, float16_loss_scaling=precision == "float16")
         if jit:
             model.enable_xla()
+        if flags_values.recompute:
+            model.enable_recompute()
         step_counter = tf.Variable(0, dtype=tf.int64, name="step", trainable=False)
 
     dataset = make_model_dataset(model, splits, training=True, batch_size=flags_values.global_batch_size,
@@ -411,6 +421,8 @@ def train(flags_values, spec, config) -> None:
         ("data", f"{data_dir} [{split_text} examples, {label_space}]"),
         ("strategy", f"{type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s), "
                      f"XLA {'on' if jit else 'off'}, precision {precision} ({precision_reason})"),
+        *([("memory", f"--recompute: {model.recomputes}, recomputed in the backward pass")]
+          if flags_values.recompute else []),
         ("steps", f"{total_steps} x global batch {flags_values.global_batch_size}"),
         ("model_dir", f"{model_dir} ({origin})"),
     ] + hparam_rows(config))
@@ -517,7 +529,7 @@ def make_sample_dataset(flags_values, model, train_data_dir: str, examples: int)
 def write_config(model_dir, model_name, config, flags_values, data_dir, splits, label_space) -> None:
     runtime = {name: flags_values[name].value for name in (
         "train_data", "eval_data", "train_split", "global_batch_size", "train_steps", "epochs",
-        "strategy", "jit_compile", "mixed_precision", "seed", "deterministic", "log_every",
+        "strategy", "jit_compile", "mixed_precision", "recompute", "seed", "deterministic", "log_every",
         "image_every", "checkpoint_every", "init_from")}
     resolved = {
         "model": model_name,

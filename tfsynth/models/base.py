@@ -89,6 +89,11 @@ class SynthesisModel(keras.Model):
     #: Keys of ``networks`` / ``extra_state()`` that an export holds (never discriminators,
     #: pools or optimizer slots).
     serving_state_keys: tuple[str, ...] = ("generator",)
+    #: What ``--recompute`` recomputes in the backward pass instead of keeping (the networks run
+    #: through :meth:`run_network`, and the VGG loss network stage by stage), for the log; None:
+    #: the flag is refused. Never a network with dropout or batch statistics, which would draw
+    #: other masks or update its statistics again when recomputed.
+    recomputes: str | None = None
 
     def __init__(self, config, source_label_space: str = "cityscapes35", **kwargs):
         super().__init__(**kwargs)
@@ -101,6 +106,8 @@ class SynthesisModel(keras.Model):
             self.num_classes = labels.get_label_space(self.label_space).num_classes
             self.label_lut = tf.constant(labels.mapping_table(source_label_space, self.label_space))
         self._gradient_fn = self._compute_gradients
+        self._recompute = False
+        self._loss_networks: dict = {}
         self._groups: list[OptimizerGroup] = []
         self._active: list[OptimizerGroup] = []
         # fit() never calls the model, so Keras would consider it unbuilt.
@@ -292,7 +299,7 @@ class SynthesisModel(keras.Model):
         (TF_NOTES Q1, Q6), so this runs inside the strategy scope before the first step.
         """
         self.steps_per_epoch = steps_per_epoch
-        loss_networks = self.build_loss_networks()
+        loss_networks = self._loss_networks = self.build_loss_networks()
         self._groups = self.optimizer_groups()
         names = [group.name for group in self._groups]
         if len(set(names)) != len(names):
@@ -322,6 +329,24 @@ class SynthesisModel(keras.Model):
         """
         self._xla = True
         self._gradient_fn = tf.function(self._compute_gradients, jit_compile=True)
+
+    def enable_recompute(self) -> None:
+        """``--recompute``: trade time for memory, as ``recomputes`` says (after
+        ``prepare_training``; docs/performance.md has what it costs)."""
+        from tfsynth.perceptual import VGGFeatures
+
+        self._recompute = True
+        for network in self._loss_networks.values():
+            if isinstance(network, VGGFeatures):
+                network.recompute = True
+
+    def run_network(self, network: keras.Model, inputs, training: bool):
+        """``network(inputs)``; with ``--recompute`` in training, its activations are not kept
+        for the backward pass but recomputed there, after the networks that follow it have
+        freed theirs: the peak holds the larger of the two sets, not both."""
+        if training and self._recompute:
+            return tf.recompute_grad(lambda x: network(x, training=True))(inputs)
+        return network(inputs, training=training)
 
     # Sequential updates (GANs: D then G, or G then D, as each paper's code orders them) are
     # written in a family's own ``train_step`` with these two helpers.

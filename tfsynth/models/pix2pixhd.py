@@ -261,6 +261,7 @@ class Pix2PixHD(SynthesisModel):
     """pix2pixHD training: G (and E) then the multi-scale D, per step, on the same fakes."""
 
     config_class = Pix2PixHDConfig
+    recomputes = "the generator, and VGG-19 stage by stage"
     label_space = "cityscapes35"
 
     def __init__(self, config: Pix2PixHDConfig, source_label_space: str = "cityscapes35", **kwargs):
@@ -336,7 +337,7 @@ class Pix2PixHD(SynthesisModel):
     def generate(self, semantic, features=None, training: bool = False):
         """G on the semantic input (+ features): images [N, H, W, 3] in [-1, 1]."""
         x = semantic if features is None else tf.concat([semantic, tf.cast(features, semantic.dtype)], axis=-1)
-        return self.generator(x, training=training)
+        return self.run_network(self.generator, x, training)
 
     def _discriminate(self, semantic, images):
         return multiscale_outputs(self.discriminators, tf.concat([semantic, tf.cast(images, semantic.dtype)], -1))
