@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfsynth.layers import AreaDownsample2D, BilinearResize, SlimLayerNormalization
+from tfsynth.layers import AreaDownsample2D, BilinearResize, SlicedCropping2D, SlimLayerNormalization
 
 
 # ----------------------------------------------------------------- SlimLayerNormalization
@@ -194,6 +194,30 @@ def test_bilinear_takes_size_from_reference_with_unknown_spatial_dims():
 
 
 # ---------------------------------------------------------------------- AreaDownsample2D
+
+@pytest.mark.parametrize("cropping", [2, ((1, 0), (1, 0)), ((0, 3), (2, 1))])
+def test_sliced_cropping_equals_keras_cropping_with_a_pad_for_gradient(cropping):
+    x = tf.constant(np.random.default_rng(0).normal(size=(2, 7, 9, 3)), tf.float32)
+    ours, keras_crop = SlicedCropping2D(cropping), keras.layers.Cropping2D(cropping)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3])])  # sizes unknown, as in the models
+    def cropped_and_gradient(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = ours(x)
+        return y, tape.gradient(y, x, output_gradients=tf.ones_like(y))
+
+    y, gradient = cropped_and_gradient(x)
+    np.testing.assert_array_equal(y.numpy(), keras_crop(x).numpy())
+    # The gradient is 1 on the kept window, 0 on the cropped border.
+    np.testing.assert_array_equal(gradient.numpy(), np.pad(np.ones_like(y.numpy()), [(0, 0), *ours.cropping, (0, 0)]))
+    ops = {op.type for op in cropped_and_gradient.get_concrete_function().graph.get_operations()}
+    assert "StridedSliceGrad" not in ops  # the slow kernel this layer exists to avoid
+    assert ours.compute_output_shape((None, 7, 9, 3)) == keras_crop.compute_output_shape((None, 7, 9, 3))
+    # What is known statically stays known: a norm after the crop needs the channels.
+    assert cropped_and_gradient.get_concrete_function().structured_outputs[0].shape.as_list() == [None, None, None, 3]
+    assert ours(x).shape == keras_crop(x).shape
+
 
 def test_area_downsample_is_2x2_block_mean():
     x = np.random.default_rng(5).normal(size=(2, 6, 10, 4)).astype(np.float32)

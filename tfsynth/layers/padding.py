@@ -1,4 +1,4 @@
-"""Padding layers."""
+"""Padding and cropping layers."""
 
 import keras
 import tensorflow as tf
@@ -26,3 +26,18 @@ class ReflectionPadding2D(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "padding": self.padding}
+
+
+@keras.saving.register_keras_serializable(package="tfsynth")
+class SlicedCropping2D(keras.layers.Cropping2D):
+    """``keras.layers.Cropping2D`` (channels last) computed with ``tf.slice``, whose gradient is a
+    pad. Keras slices with a strided slice, and TensorFlow's CPU kernel for that gradient
+    (StridedSliceGrad) is 7x slower: 220 against 31 ms on a [4, 256, 256, 128] tensor, 6.6 % of
+    the style network's training step in its residual blocks' crops."""
+
+    def call(self, x):
+        (top, bottom), (left, right) = self.cropping
+        shape = tf.shape(x)
+        y = tf.slice(x, [0, top, left, 0], [-1, shape[1] - top - bottom, shape[2] - left - right, -1])
+        y.set_shape(self.compute_output_shape(x.shape))  # the size is a tensor: keep what is known statically
+        return y

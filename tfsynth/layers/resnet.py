@@ -13,7 +13,7 @@ import keras
 
 from tfsynth.layers.discriminators import gan_init, torch_default_bias
 from tfsynth.layers.normalization import instance_norm
-from tfsynth.layers.padding import ReflectionPadding2D
+from tfsynth.layers.padding import ReflectionPadding2D, SlicedCropping2D
 
 
 def conv(x, filters: int, kernel: int, name: str, strides: int = 1, torch_bias: bool = False):
@@ -49,7 +49,7 @@ def up(x, filters: int, name: str, torch_bias: bool = False):
     bias = torch_default_bias(9 * filters) if torch_bias else "zeros"
     x = keras.layers.Conv2DTranspose(filters, 3, strides=2, padding="valid", kernel_initializer=gan_init(),
                                      bias_initializer=bias, name=name)(x)
-    x = keras.layers.Cropping2D(((1, 0), (1, 0)), name=f"{name}_crop")(x)
+    x = SlicedCropping2D(((1, 0), (1, 0)), name=f"{name}_crop")(x)
     return norm_relu(x, name)
 
 
