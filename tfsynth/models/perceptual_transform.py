@@ -56,7 +56,7 @@ from tfsynth import config as config_lib
 from tfsynth import losses, optimizers, run_dir
 from tfsynth.data import transforms
 from tfsynth.endpoints import Endpoint, Input
-from tfsynth.layers.padding import ReflectionPadding2D
+from tfsynth.layers.padding import ReflectionPadding2D, SlicedCropping2D
 from tfsynth.models.base import OptimizerGroup, SynthesisModel, numeric
 from tfsynth.perceptual import IMAGENET_MEAN_RGB
 
@@ -213,7 +213,7 @@ def upsampling_block(x, filters: int, norm: str, name: str):
     init = _torch7_uniform(9 * x.shape[-1])
     x = keras.layers.Conv2DTranspose(filters, 3, strides=2, padding="valid", kernel_initializer=init,
                                      bias_initializer=init, name=name)(x)
-    x = keras.layers.Cropping2D(((1, 0), (1, 0)), name=f"{name}_crop")(x)
+    x = SlicedCropping2D(((1, 0), (1, 0)), name=f"{name}_crop")(x)
     return _norm_relu(x, norm, name)
 
 
@@ -224,7 +224,7 @@ def residual_block(x, norm: str, name: str):
     filters = x.shape[-1]
     y = _norm_relu(_conv(x, filters, 3, f"{name}_conv1"), norm, f"{name}_conv1")
     y = _norm(norm, f"{name}_conv2_norm")(_conv(y, filters, 3, f"{name}_conv2"))
-    identity = keras.layers.Cropping2D(2, name=f"{name}_crop")(x)
+    identity = SlicedCropping2D(2, name=f"{name}_crop")(x)
     return keras.layers.Add(name=f"{name}_add")([identity, y])
 
 
@@ -453,11 +453,13 @@ class StyleTransfer(_PerceptualTransform):
         cfg = self.config
         content = tf.cast(batch["image"], tf.float32)
         output = self.transform(content, training=training)
-        features = self.vgg(tf.concat([output, content], axis=0))
-        count = tf.shape(content)[0]
-        content_loss = losses.feature_reconstruction_loss(features[cfg.content_layer][:count],
-                                                          features[cfg.content_layer][count:])
-        style_loss = losses.style_loss([features[layer][:count] for layer in cfg.style_layers], self.style_grams)
+        # The photo apart from the output, as CRN does: nothing differentiates its VGG pass, so
+        # none of its activations are kept, and no features are sliced out of a joint batch
+        # (the slices' gradients were 5 % of the step).
+        features = self.vgg(output)
+        content_loss = losses.feature_reconstruction_loss(features[cfg.content_layer],
+                                                          self.vgg(content)[cfg.content_layer])
+        style_loss = losses.style_loss([features[layer] for layer in cfg.style_layers], self.style_grams)
         tv = losses.total_variation(output)
         total = cfg.content_weight * content_loss + cfg.style_weight * style_loss + cfg.tv_weight * tv
         return {"content": content_loss, "style": style_loss, "tv": tv, "total": total}
@@ -503,10 +505,9 @@ class SuperResolution(_PerceptualTransform):
         target = tf.cast(batch["image"], tf.float32)
         low = batch["degraded_image"] if "degraded_image" in batch else self.degrade(batch["image"])
         output = self.transform(low, training=training)
-        if cfg.loss == "feature":
-            features = self.vgg(tf.concat([output, target], axis=0))[cfg.feature_layer]
-            count = tf.shape(target)[0]
-            reconstruction = losses.feature_reconstruction_loss(features[:count], features[count:])
+        if cfg.loss == "feature":  # the target apart from the output, as for style transfer
+            reconstruction = losses.feature_reconstruction_loss(self.vgg(output)[cfg.feature_layer],
+                                                                self.vgg(target)[cfg.feature_layer])
         else:
             reconstruction = tf.reduce_mean(tf.square(output - target))
         tv = losses.total_variation(output)
