@@ -571,11 +571,13 @@ class FastGAN(SynthesisModel):
         """Sum over the batch of LPIPS(reconstruction, target), summed over the three decoders
         (the reference's ``.sum()``): the local mean times the global batch, so that the loss
         summed over replicas is the global batch's sum."""
-        features = self.vgg(to_pixels(tf.concat(reconstructions + targets, axis=0)))
-        count = len(reconstructions) * tf.shape(reconstructions[0])[0]
-        first = [features[name][:count] for name in self.vgg.feature_names]
-        second = [features[name][count:] for name in self.vgg.feature_names]
-        distances = losses.lpips_distance(first, second, self.lpips_weights)
+        def features(images):
+            named = self.vgg(to_pixels(tf.concat(images, axis=0)))
+            return [named[name] for name in self.vgg.feature_names]
+
+        # The targets apart from the reconstructions: nothing differentiates their VGG pass, so
+        # none of its activations are kept, and no features are sliced out of a joint batch.
+        distances = losses.lpips_distance(features(reconstructions), features(targets), self.lpips_weights)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         global_batch = tf.cast(tf.shape(reconstructions[0])[0] * replicas, tf.float32)
         return len(reconstructions) * tf.reduce_mean(distances) * global_batch
