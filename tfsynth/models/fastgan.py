@@ -576,7 +576,8 @@ class FastGAN(SynthesisModel):
             return [named[name] for name in self.vgg.feature_names]
 
         # The targets apart from the reconstructions: nothing differentiates their VGG pass, so
-        # none of its activations are kept, and no features are sliced out of a joint batch.
+        # VGG's backward pass does not run over them, none of their activations are kept, and no
+        # features are sliced out of a joint batch.
         distances = losses.lpips_distance(features(reconstructions), features(targets), self.lpips_weights)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         global_batch = tf.cast(tf.shape(reconstructions[0])[0] * replicas, tf.float32)
