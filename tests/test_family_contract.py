@@ -160,7 +160,7 @@ def test_recompute_changes_no_update(name, cache_dir):
     import keras
     import tensorflow as tf
 
-    updates = []
+    updates, forward_convolutions = [], []
     for recompute in (False, True):
         keras.utils.set_random_seed(0)
         model, data_dir, _ = tiny_family(name)
@@ -172,8 +172,12 @@ def test_recompute_changes_no_update(name, cache_dir):
             model.enable_recompute()
         variables = [v for network in model.networks.values() for v in network.trainable_weights]
         before = [v.numpy() for v in variables]
-        tf.function(model.train_step)(first_batch(model, data_dir))
+        step, batch = tf.function(model.train_step), first_batch(model, data_dir)
+        step(batch)
         updates.append([v.numpy() - start for v, start in zip(variables, before)])
+        graph = step.get_concrete_function(batch).graph
+        forward_convolutions.append(sum(op.type == "Conv2D" for op in graph.get_operations()))
+    assert forward_convolutions[1] > forward_convolutions[0]  # the backward pass runs forward again
     assert any(np.abs(update).max() > 0 for update in updates[0])
     for plain, recomputed, variable in zip(*updates, variables):
         np.testing.assert_allclose(recomputed, plain, rtol=1e-4, atol=1e-6 * np.abs(plain).max(), err_msg=variable.path)
