@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from cli_support import SMOKE_FLAGS
+from family_support import smoke_flagfile
 from tfsynth.data import tfrecord
 
 
@@ -145,8 +146,6 @@ def test_bad_flag_fails_before_tensorflow_loads(tmp_path, run_cli, flag, message
 
 
 def test_recompute_is_refused_by_a_family_that_cannot_recompute(tmp_path, run_cli):
-    from family_support import smoke_flagfile
-
     model_dir = tmp_path / "run"
     result = run_cli("tfsynth.train", f"--flagfile={smoke_flagfile('pix2pix')}", f"--model_dir={model_dir}",
                      "--recompute", check=False)

@@ -127,7 +127,7 @@ def define_runtime_flags():
                       "AMX) or GPU (compute capability 8.0+) computes it natively, else float32.")
     flags.DEFINE_bool("recompute", False, "Trade time for memory: recompute activations in the backward pass "
                       "instead of keeping them (the family's generator and its VGG loss network stage by "
-                      "stage; docs/performance.md has the cost). Families without one refuse it.")
+                      "stage; docs/performance.md has the cost). Families that cannot recompute refuse it.")
     flags.DEFINE_integer("seed", 0, "Seed for initialisation and data order.")
     flags.DEFINE_bool("deterministic", False, "Deterministic ops (slower); the data order is always seeded.")
     flags.DEFINE_integer("log_every", 50, "Steps between progress lines and scalar summaries.", lower_bound=1)
