@@ -12,8 +12,10 @@ def cli_env(cache: str) -> dict:
                 CUDA_VISIBLE_DEVICES="")
 
 
-def run_module(cache: str, module_or_script: str, *args, check: bool = True, timeout: int = 600):
-    """Runs ``python -m MODULE ARGS`` (or a ``.py`` script) from the repo root.
+def run_module(cache: str, module_or_script: str, *args, check: bool = True, timeout: int = 600,
+               env: dict | None = None):
+    """Runs ``python -m MODULE ARGS`` (or a ``.py`` script) from the repo root, with ``env``
+    added to the environment.
 
     With ``check``, a non-zero exit fails the test and shows the tail of both streams.
     """
@@ -21,7 +23,7 @@ def run_module(cache: str, module_or_script: str, *args, check: bool = True, tim
     import sys
 
     target = [module_or_script] if module_or_script.endswith(".py") else ["-m", module_or_script]
-    result = subprocess.run([sys.executable, *target, *map(str, args)], cwd=REPO_ROOT, env=cli_env(cache),
+    result = subprocess.run([sys.executable, *target, *map(str, args)], cwd=REPO_ROOT, env=cli_env(cache) | (env or {}),
                             capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"{module_or_script} {' '.join(map(str, args))} failed ({result.returncode}):\n"

@@ -17,10 +17,11 @@ from family_support import smoke_flagfile
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, cache_dir):
-    """One tiny CRN run shared by the tests that only read its outputs (steps 2-3 profiled)."""
+    """One tiny CRN run shared by the tests that only read its outputs (steps 2-3 profiled, and
+    oneDNN's verbose log in its output)."""
     model_dir = str(tmp_path_factory.mktemp("run") / "crn")
     return model_dir, run_module(cache_dir, "tfsynth.train", f"--flagfile={SMOKE_FLAGS}", f"--model_dir={model_dir}",
-                                 "--profile_steps=2,3")
+                                 "--profile_steps=2,3", env={"ONEDNN_VERBOSE": "1", "ONEDNN_VERBOSE_TIMESTAMP": "1"})
 
 
 def test_profile_steps_leave_a_trace_for_tensorboards_profile_tab(trained):
@@ -31,13 +32,24 @@ def test_profile_steps_leave_a_trace_for_tensorboards_profile_tab(trained):
 
 
 def test_profiling_sums_the_trace_up_by_kind_of_work(trained, cache_dir, tmp_path):
-    model_dir, _ = trained
-    result = run_module(cache_dir, "tfsynth.profiling", f"--logdir={model_dir}/logs", "--top=3")
+    model_dir, training = trained
+    onednn_log = tmp_path / "train.out"
+    onednn_log.write_text(training.stdout)
+    result = run_module(cache_dir, "tfsynth.profiling", f"--logdir={model_dir}/logs", "--top=3",
+                        f"--onednn_log={onednn_log}")
     shares = dict(re.findall(r"^  (\S.*?)\s+(\d+\.\d) %", result.stdout, re.MULTILINE))
+    assert re.search(r"^  steps +2 \(step 2 to 3\), median \d+\.\d+ s$", result.stdout, re.MULTILINE), result.stdout
+    assert float(shares["computing"]) > 50
+    assert abs(sum(float(shares[name]) for name in ("computing", "input pipeline", "host")) - 100) < 0.5
     assert float(shares["convolution, forward"]) > 0
     categories = [name for name in shares if name.startswith(("convolution", "idle", "optimizer",
                                                                "normalisation", "data", "elementwise", "matmul"))]
     assert abs(sum(float(shares[name]) for name in categories) - 100) < 0.5, result.stdout
+    # Lined up by time with the trace: the log holds all four steps, the export and the samples.
+    onednn = {name: share for name, share in shares.items() if name.startswith("oneDNN")}
+    assert float(onednn["oneDNN convolution, filter gradient"]) > 0 and "oneDNN reorder (a layout or type conversion)" in onednn
+    assert abs(sum(float(share) for share in onednn.values()) - 100) < 0.5
+
     result = run_module(cache_dir, "tfsynth.profiling", f"--logdir={tmp_path}", check=False)
     assert result.returncode != 0 and f"error: --logdir: no profiler trace under {tmp_path}" in result.stderr
 
