@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfsynth.layers import AreaDownsample2D, BilinearResize, SlicedCropping2D, SlimLayerNormalization
+from tfsynth.layers import (AreaDownsample2D, BilinearResize, SlicedCropping2D, SlimLayerNormalization, SmallMapConv2D,
+                            SmallMapConv2DTranspose)
 
 
 # ----------------------------------------------------------------- SlimLayerNormalization
@@ -217,6 +218,59 @@ def test_sliced_cropping_equals_keras_cropping_with_a_pad_for_gradient(cropping)
     # What is known statically stays known: a norm after the crop needs the channels.
     assert cropped_and_gradient.get_concrete_function().structured_outputs[0].shape.as_list() == [None, None, None, 3]
     assert ours(x).shape == keras_crop(x).shape
+
+
+# ------------------------------------------------------- SmallMapConv2D(Transpose)
+
+@pytest.mark.parametrize("ours_class, keras_class", [(SmallMapConv2D, keras.layers.Conv2D),
+                                                     (SmallMapConv2DTranspose, keras.layers.Conv2DTranspose)])
+@pytest.mark.parametrize("size", [(1, 1), (2, 4), (4, 6), (8, 8), (8, 10)])
+def test_small_map_convolutions_equal_keras_in_values_and_gradients(ours_class, keras_class, size):
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(2, *size, 5)), tf.float32)
+    settings = dict(filters=3, kernel_size=4, strides=2, padding="same", use_bias=True,
+                    bias_initializer="random_normal")
+    ours, reference = ours_class(**settings), keras_class(**settings)
+    ours.build(x.shape), reference.build(x.shape)
+    reference.set_weights(ours.get_weights())
+
+    def value_and_gradients(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            # A weighted sum, so every output position's gradient differs.
+            loss = tf.reduce_sum(y * tf.constant(rng.normal(size=y.shape), tf.float32))
+        ops = {op.type for op in tf.function(layer).get_concrete_function(x).graph.get_operations()}
+        return [y, *tape.gradient(loss, [x, layer.kernel, layer.bias])], ops
+
+    rng = np.random.default_rng(1)
+    expected, _ = value_and_gradients(reference)
+    rng = np.random.default_rng(1)
+    got, ops = value_and_gradients(ours)
+    for ours_value, keras_value in zip(got, expected):
+        np.testing.assert_allclose(ours_value.numpy(), keras_value.numpy(), rtol=1e-5, atol=1e-5)
+    # Up to 64 pixels the product, with no convolution in the graph; beyond, Keras' own.
+    small = size[0] * size[1] <= 64
+    assert ("MatMul" in ops and not any("Conv2D" in op for op in ops)) == small, ops
+
+
+@pytest.mark.parametrize("ours_class, keras_class", [(SmallMapConv2D, keras.layers.Conv2D),
+                                                     (SmallMapConv2DTranspose, keras.layers.Conv2DTranspose)])
+def test_small_map_convolutions_choose_when_run_where_the_size_is_unknown(ours_class, keras_class):
+    # As in an export's serving function: one graph for every size, the product on small maps.
+    ours = ours_class(3, 4, strides=2, padding="same", matmul_pixels=16)
+    reference = keras_class(3, 4, strides=2, padding="same")
+    ours.build((None, None, None, 2)), reference.build((None, None, None, 2))
+    reference.set_weights(ours.get_weights())
+    served = tf.function(ours, input_signature=[tf.TensorSpec([None, None, None, 2])])
+    graph = served.get_concrete_function().graph
+    assert {"If", "StatelessIf"} & {op.type for op in graph.get_operations()}
+    for size in [(4, 4), (6, 6)]:  # 16 pixels: the product; 36: the convolution
+        x = tf.constant(np.random.default_rng(size[0]).normal(size=(1, *size, 2)), tf.float32)
+        np.testing.assert_allclose(served(x).numpy(), reference(x).numpy(), rtol=1e-5, atol=1e-5)
+    assert keras.layers.deserialize(keras.layers.serialize(ours)).matmul_pixels == 16
+    with pytest.raises(ValueError, match="only 4x4 kernels, stride 2"):
+        ours_class(4, 3, strides=2, padding="same")
 
 
 def test_area_downsample_is_2x2_block_mean():

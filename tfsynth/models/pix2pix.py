@@ -33,7 +33,7 @@ import tensorflow as tf
 from tfsynth import config as config_lib
 from tfsynth import losses, optimizers
 from tfsynth.data import labels, transforms
-from tfsynth.layers import discriminators, normalization
+from tfsynth.layers import SmallMapConv2D, SmallMapConv2DTranspose, discriminators, normalization
 from tfsynth.endpoints import Endpoint, Input
 from tfsynth.models.base import OptimizerGroup, SynthesisModel, numeric, tape_watching
 from tfsynth.schedules import LinearDecay
@@ -231,15 +231,16 @@ def _norm(config: Pix2PixConfig, name: str) -> keras.layers.Layer:
 
 
 def _down(filters: int, use_bias: bool, name: str):
-    # 4x4, stride 2, "same" pads 1 and 1 on even inputs: PyTorch's padding=1.
-    return keras.layers.Conv2D(filters, 4, strides=2, padding="same", use_bias=use_bias,
-                               kernel_initializer=discriminators.gan_init(), name=name)
+    # 4x4, stride 2, "same" pads 1 and 1 on even inputs: PyTorch's padding=1. The innermost
+    # layers' maps are a few pixels, where a matrix product beats the convolution (small_maps).
+    return SmallMapConv2D(filters, 4, strides=2, padding="same", use_bias=use_bias,
+                          kernel_initializer=discriminators.gan_init(), name=name)
 
 
 def _up(filters: int, use_bias: bool, name: str):
     # ConvTranspose k4 s2 p1 doubles the size; Keras "same" is the same operation.
-    return keras.layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=use_bias,
-                                        kernel_initializer=discriminators.gan_init(), name=name)
+    return SmallMapConv2DTranspose(filters, 4, strides=2, padding="same", use_bias=use_bias,
+                                   kernel_initializer=discriminators.gan_init(), name=name)
 
 
 def build_generator(config: Pix2PixConfig, input_channels: int = 3, output_channels: int = 3) -> keras.Model:
