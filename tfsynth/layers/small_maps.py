@@ -1,7 +1,7 @@
 """4x4, stride-2 convolutions that run as one matrix product on maps of a few pixels.
 
-A U-Net's innermost layers (pix2pix's e6..e8 and d1..d4 at 256x256) apply 4 to 8 M weights each
-to maps of 1x1 to 8x8 pixels, so their cost is reading the weights, not arithmetic. TensorFlow's
+A U-Net's innermost layers (pix2pix's e5..e8 and d1..d5 at 256x256) apply 4 to 8 M weights each
+to maps of 1x1 to 16x16 pixels, so their cost is reading the weights, not arithmetic. TensorFlow's
 oneDNN convolutions pay that three times over: at every call they reorder the kernel from
 TensorFlow's HWIO layout into a blocked one (forward and input gradient) and the filter gradient
 back, each a full pass over the weights. As a product of the im2col patches with the kernel, the
@@ -20,10 +20,11 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-#: Input maps up to 8x8 pixels: measured faster there, forward and backward (docs/performance.md:
-#: the transposed 1024 -> 512 layers at 2x2, 4x4 and 8x8 take 15, 31 and 43 ms instead of 53, 65
-#: and 60); at 16x16 the arithmetic outweighs the weights and oneDNN's convolution wins.
-MATMUL_PIXELS = 64
+#: Input maps up to 16x16 pixels: measured faster there, forward and backward (docs/performance.md:
+#: the transposed 1024 -> 512 layers at 2x2, 4x4 and 8x8 take 15, 16 and 28 ms instead of 45, 56
+#: and 58, and the 16x16 ones still gain 10 %); at 32x32 the arithmetic outweighs the weights and
+#: oneDNN's convolution wins.
+MATMUL_PIXELS = 256
 
 
 def _check(layer, kind: str) -> None:
