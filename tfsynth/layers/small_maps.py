@@ -1,7 +1,7 @@
 """4x4, stride-2 convolutions that run as one matrix product on maps of a few pixels.
 
 A U-Net's innermost layers (pix2pix's e5..e8 and d1..d5 at 256x256) apply 4 to 8 M weights each
-to maps of 1x1 to 16x16 pixels, so their cost is reading the weights, not arithmetic. TensorFlow's
+to maps of 1x1 to 16x16 pixels, so their cost is mostly reading the weights. TensorFlow's
 oneDNN convolutions pay that three times over: at every call they reorder the kernel from
 TensorFlow's HWIO layout into a blocked one (forward and input gradient) and the filter gradient
 back, each a full pass over the weights. As a product of the im2col patches with the kernel, the
