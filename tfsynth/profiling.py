@@ -44,14 +44,12 @@ class StepProfiler:
 
     def before(self, step: int) -> None:
         """Call before running ``step``."""
-        if self.steps and step == self.steps[0] and not self.running:
-            import tensorflow as tf
+        import tensorflow as tf
 
+        if self.steps and step == self.steps[0] and not self.running:
             tf.profiler.experimental.start(self.logdir)
             self.running = True
         if self.running:
-            import tensorflow as tf
-
             self.step_event = tf.profiler.experimental.Trace(STEP_EVENT, step_num=step, _r=1)
             self.step_event.__enter__()
 

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 #: Input maps up to 16x16 pixels: measured faster there, forward and backward (docs/performance.md:
 #: the transposed 1024 -> 512 layers at 2x2, 4x4 and 8x8 take 15, 16 and 28 ms instead of 45, 56
-#: and 58, and the 16x16 ones still gain 10 %); at 32x32 the arithmetic outweighs the weights and
+#: and 58, and the 16x16 ones still gain 8-20 %); at 32x32 the arithmetic outweighs the weights and
 #: oneDNN's convolution wins.
 MATMUL_PIXELS = 256
 
