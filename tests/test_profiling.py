@@ -10,6 +10,13 @@ def test_union_length_counts_overlaps_once():
     assert profiling.union_length([]) == 0
 
 
+def test_a_damaged_trace_is_one_error_naming_the_file(tmp_path):
+    damaged = tmp_path / "vm.xplane.pb"
+    damaged.write_bytes(b"\xff\xff\xff not a trace")
+    with pytest.raises(ValueError, match=f"--logdir: {damaged} is not a readable profiler trace"):
+        profiling.read_trace(str(damaged))
+
+
 def make_trace(start_ns: int, lines: dict[str, list[tuple[str, int, int]]]):
     """An XSpace with a host plane holding ``lines`` of (name, start µs, duration µs) events,
     a step number on every ``train`` event, and the profile's start time."""

@@ -152,12 +152,20 @@ INPUT_EVENT = "IteratorGetNextOp::DoCompute"
 
 
 def read_trace(trace: str):
-    """The ``XSpace`` in a ``*.xplane.pb`` file."""
+    """The ``XSpace`` in a ``*.xplane.pb`` file.
+
+    Raises:
+      ValueError: the file is unreadable or not a trace.
+    """
+    from google.protobuf.message import DecodeError
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     space = xplane_pb2.XSpace()
-    with open(trace, "rb") as file:
-        space.ParseFromString(file.read())
+    try:
+        with open(trace, "rb") as file:
+            space.ParseFromString(file.read())
+    except (OSError, DecodeError) as error:
+        raise ValueError(f"--logdir: {trace} is not a readable profiler trace ({error})") from None
     return space
 
 
@@ -217,8 +225,12 @@ def step_times(space) -> list[StepTime]:
 
 
 def step_rows(times: list[StepTime]) -> list[tuple[str, str]]:
+    """The steps' count and median, then their time by what was running, as shares of the wall time."""
     wall = sum(step.wall for step in times) or 1.0
-    share = lambda seconds: f"{100 * seconds / wall:5.1f} %"  # noqa: E731
+
+    def share(seconds: float) -> str:
+        return f"{100 * seconds / wall:5.1f} %"
+
     return [
         ("steps", f"{len(times)} (step {times[0].number} to {times[-1].number}), "
                   f"median {statistics.median(step.wall for step in times):.3f} s"),
@@ -305,8 +317,8 @@ def main(argv):
     values = flags.FLAGS
     try:
         trace = latest_trace(values.logdir)
-        times = op_self_times(trace)
         space = read_trace(trace)
+        times = op_self_times(trace)
         steps = step_times(space)
         if values.onednn_log and not steps:
             raise ValueError(f"--onednn_log: the trace {trace} marks no steps to select the log's lines by "
