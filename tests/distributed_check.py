@@ -25,6 +25,7 @@ import tensorflow as tf  # noqa: E402
 
 from family_support import tiny_family  # noqa: E402
 from tfsynth import training  # noqa: E402
+from tfsynth.data import batches  # noqa: E402
 
 FAMILY = sys.argv[1]
 EXTRA_HPARAMS = sys.argv[2] if len(sys.argv) > 2 else ""
@@ -71,8 +72,8 @@ def train(strategy, initial=None, perturb=False):
         step = tf.Variable(0, dtype=tf.int64)
     start = {name: network.get_weights() for name, network in model.networks.items()}
     before = weights(model)
-    splits = training.training_splits(model, data_dir, "train")
-    dataset = training.make_model_dataset(model, splits, training=True, batch_size=2, seed=3)
+    splits = batches.training_splits(model, data_dir, "train")
+    dataset = batches.make_model_dataset(model, splits, training=True, batch_size=2, seed=3)
     iterator = iter(dataset)
     step_fn = training.make_step_function(model, strategy, step)
     for _ in range(STEPS):

@@ -47,8 +47,8 @@ def tiny_family(name: str, extra_hparams: str = "", model_class=None):
 
 def first_batch(model, data_dir: str, batch_size: int = 2, training: bool = True):
     """The first training batch of ``model`` (fixed seed)."""
-    from tfsynth import training as training_lib
+    from tfsynth.data import batches
 
-    splits = training_lib.training_splits(model, data_dir, "train")
-    dataset = training_lib.make_model_dataset(model, splits, training=training, batch_size=batch_size, seed=3)
+    splits = batches.training_splits(model, data_dir, "train")
+    dataset = batches.make_model_dataset(model, splits, training=training, batch_size=batch_size, seed=3)
     return next(iter(dataset))

@@ -55,12 +55,13 @@ def test_one_step_moves_every_trainable_variable_with_finite_losses(family):
     import tensorflow as tf
 
     from tfsynth import training
+    from tfsynth.data import batches
 
     name, model, data_dir, _ = family
     before = {f"{net}/{v.path}": v.numpy() for net, network in model.networks.items()
               for v in network.trainable_weights}
-    splits = training.training_splits(model, data_dir, "train")
-    iterator = iter(training.make_model_dataset(model, splits, training=True, batch_size=2, seed=5))
+    splits = batches.training_splits(model, data_dir, "train")
+    iterator = iter(batches.make_model_dataset(model, splits, training=True, batch_size=2, seed=5))
     losses = training.make_step_function(model, tf.distribute.get_strategy(), tf.Variable(0, dtype=tf.int64))(
         iterator)
     assert all(np.isfinite(float(value)) for value in losses.values()), losses
@@ -233,13 +234,14 @@ def test_every_config_parses_and_builds(tmp_path, cache_dir):
     script = (
         "import contextlib, io, json, sys\n"
         "from tfsynth import train, training\n"
+        "from tfsynth import flags as tfsynth_flags\n"
         "counts = {}\n"
         "for path in sys.argv[1:]:\n"
         "    train.FLAGS.unparse_flags()\n"
         "    train.FLAGS(['train', f'--flagfile={path}', '--model_dir=/nonexistent', '--dry_run'])\n"
         "    out = io.StringIO()\n"
         "    with contextlib.redirect_stdout(out):\n"
-        "        training.main(train.FLAGS)\n"
+        "        training.describe(tfsynth_flags.train_options(train.FLAGS))\n"
         "    counts[path] = out.getvalue()\n"
         "print(json.dumps(counts))\n")
     result = subprocess.run([sys.executable, "-c", script, *configs], cwd=REPO_ROOT, env=cli_env(cache_dir),
@@ -284,6 +286,7 @@ def test_optimizer_phases_switch_at_the_declared_step(phased, cache_dir):
     import tensorflow as tf
 
     from tfsynth import training
+    from tfsynth.data import batches
     from tfsynth.models.crn import module_height
 
     keras.utils.set_random_seed(0)
@@ -292,8 +295,8 @@ def test_optimizer_phases_switch_at_the_declared_step(phased, cache_dir):
     coarse = [v for layer in model.generator.layers if (module_height(layer.name) or 99) < 16
               for v in layer.trainable_variables]
     start = [v.numpy() for v in coarse]
-    splits = training.training_splits(model, data_dir, "train")
-    iterator = iter(training.make_model_dataset(model, splits, training=True, batch_size=2, seed=5))
+    splits = batches.training_splits(model, data_dir, "train")
+    iterator = iter(batches.make_model_dataset(model, splits, training=True, batch_size=2, seed=5))
     step = training.make_step_function(model, tf.distribute.get_strategy(), tf.Variable(0, dtype=tf.int64))
     for _ in range(phased.SWITCH_STEP):
         step(iterator)

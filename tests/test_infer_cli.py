@@ -124,6 +124,7 @@ def test_every_command_has_a_console_script():
 
     scripts = {entry.name: entry.value for entry in metadata.entry_points(group="console_scripts")
                if entry.name.startswith("tfsynth-")}
-    commands = {name: f"tfsynth.{name}:run" for name in ("train", "export", "infer", "evaluate", "bench", "profiling")}
-    commands["studio"] = "tfsynth.studio.__main__:run"  # a package: python -m tfsynth.studio
+    commands = {name: f"tfsynth.{name}:run" for name in ("train", "export", "infer", "evaluate", "bench")}
+    for package in ("studio", "profiling"):  # packages: python -m tfsynth.studio runs its __main__
+        commands[package] = f"tfsynth.{package}.__main__:run"
     assert scripts == {f"tfsynth-{name}": target for name, target in commands.items()}

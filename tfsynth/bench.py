@@ -31,6 +31,8 @@ import time
 from absl import flags
 
 from tfsynth import flags as tfsynth_flags
+from tfsynth.console import print_summary
+from tfsynth.parsing import parse_size
 from tfsynth.profiling import StepProfiler
 
 tfsynth_flags.define_runtime_flags()
@@ -43,9 +45,16 @@ flags.DEFINE_string("bench_out", None, "JSON output path (default: bench.json in
 flags.DEFINE_list("compare", [], "Two bench JSON files A,B: print them side by side with B/A, and run nothing.")
 flags.register_validator("compare", lambda paths: len(paths) in (0, 2),
                          message="--compare: two bench JSON files, A,B")
-flags.register_validator("inference_sizes", lambda sizes: all(parse_size(size) for size in sizes),
+flags.register_validator("inference_sizes", lambda sizes: all(_is_size(size) for size in sizes),
                          message="--inference_sizes: each size is S or HxW, e.g. 256,1024 or 512x1024")
 FLAGS = flags.FLAGS
+
+
+def _is_size(text: str) -> bool:
+    try:
+        return bool(parse_size(text, square=True))
+    except ValueError:
+        return False
 
 _CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
 
@@ -131,14 +140,6 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def parse_size(text: str) -> tuple[int, int] | None:
-    """``S`` or ``HxW`` -> (H, W); None when it is neither."""
-    parts = text.lower().split("x")
-    if not 1 <= len(parts) <= 2 or not all(part.isdigit() and int(part) > 0 for part in parts):
-        return None
-    return int(parts[0]), int(parts[-1])
-
-
 def timed(function, steps: int, warmup: int) -> list[float]:
     for _ in range(warmup):
         _block(function())
@@ -196,39 +197,26 @@ def compare(path_a: str, path_b: str) -> list[tuple[str, str]]:
 def main(argv):
     del argv
     if FLAGS.compare:
-        from tfsynth.training import print_summary
-
         try:
             print_summary("tfsynth.bench --compare", compare(*FLAGS.compare))
         except ValueError as error:
             sys.exit(f"error: {error}")
         return
-    import keras
+    import dataclasses
+
     import tensorflow as tf
 
-    from tfsynth import distribute, registry, run_dir, training
-    from tfsynth.data import pipelines, tfrecord
+    from tfsynth import config as config_lib
+    from tfsynth import run_dir, training
     from tfsynth.models.base import numeric
 
-    spec = registry.get(FLAGS.model)
     try:
-        training.check_recompute(spec, FLAGS)
-    except training.TrainingError as error:
+        # The same run training builds, without a run directory: the bench writes no checkpoint.
+        run = training.prepare(dataclasses.replace(tfsynth_flags.train_options(FLAGS), model_dir=None))
+    except training.USER_ERRORS as error:
         sys.exit(f"error: {error}")
-    config = training.model_config(spec, FLAGS)
-    precision, _ = distribute.resolve_precision(FLAGS.mixed_precision)
-    distribute.set_precision(precision)
-    keras.utils.set_random_seed(FLAGS.seed)
-    jit = distribute.resolve_jit_compile(FLAGS.jit_compile)
-    data_dir = pipelines.resolve_data_dir(FLAGS.train_data, FLAGS.seed)
-    label_space = tfrecord.read_dataset_json(data_dir).get("label_space") or "cityscapes35"
-    model = spec.load()(config, source_label_space=label_space)
-    splits = training.training_splits(model, data_dir, FLAGS.train_split)
-    model.prepare_training(float16_loss_scaling=precision == "float16")
-    if FLAGS.recompute:
-        model.enable_recompute()
-    dataset = training.make_model_dataset(model, splits, training=True,
-                                          batch_size=FLAGS.global_batch_size, seed=FLAGS.seed)
+    model, jit, precision = run.model, run.jit, run.precision
+    dataset = run.dataset()
     batch = numeric(next(iter(dataset)))
 
     print("measuring the fp32 matmul peak ...", flush=True)
@@ -242,7 +230,7 @@ def main(argv):
     step_times = timed(lambda: step(batch), FLAGS.bench_steps, FLAGS.warmup_steps)
     # What training alone needs, before inference and the export trace more graphs.
     training_rss_mib = peak_rss_mib()
-    profile = tfsynth_flags.profile_range(FLAGS.profile_steps)
+    profile = run.options.profile_steps
     if profile:  # after the timing, which the profiler's overhead would distort
         profiler = StepProfiler(profile, os.path.join(FLAGS.model_dir or ".", "logs"))
         for number in range(1, profile[1] + 1):
@@ -251,7 +239,7 @@ def main(argv):
             profiler.after(number)
     endpoint, serve = model.endpoint()
     # An unconditional model's output has its one size: other sizes apply to models fed images.
-    sizes = [parse_size(text) for text in FLAGS.inference_sizes] if endpoint.spatial_input else []
+    sizes = [parse_size(text, square=True) for text in FLAGS.inference_sizes] if endpoint.spatial_input else []
     sizes = [model.training_size or (256, 256)] + sizes
     # The required inputs only, so the export's signature is the one without the optional ones.
     zeros = {size: endpoint.zero_inputs(size, model.latent_size) for size in sizes}
@@ -270,8 +258,8 @@ def main(argv):
     step_time = statistics.median(step_times)
     achieved = flops / step_time / 1e9
     results = {
-        "model": spec.name,
-        "hparams": {k: v for k, v in training.config_lib.to_dict(config).items()},
+        "model": run.spec.name,
+        "hparams": config_lib.to_dict(run.config),
         "device": _device_name(),
         "global_batch_size": FLAGS.global_batch_size,
         "image_size": list(tf.nest.flatten(batch)[0].shape[1:3]),
@@ -305,7 +293,7 @@ def main(argv):
         ("input pipeline", f"{results['pipeline_images_per_s']:.0f} img/s"),
         ("peak RSS", f"{training_rss_mib:.0f} MiB training, {results['peak_rss_mib']:.0f} MiB in all"),
     ]
-    training.print_summary(f"tfsynth.bench: {spec.name}", rows)
+    print_summary(f"tfsynth.bench: {run.spec.name}", rows)
     out = FLAGS.bench_out or (os.path.join(FLAGS.model_dir, "bench.json") if FLAGS.model_dir else None)
     if out:
         os.makedirs(os.path.dirname(out) or ".", exist_ok=True)

@@ -36,6 +36,8 @@ import numpy as np
 from absl import flags
 
 from tfsynth import flags as tfsynth_flags
+from tfsynth import parsing
+from tfsynth.parsing import parse_named_paths
 from tfsynth.endpoints import record_field
 
 
@@ -45,16 +47,14 @@ class EvaluationError(ValueError):
 
 def parse_models(text: str) -> list[tuple[str, str]]:
     """``"a:PATH,b:PATH"`` or a single ``PATH`` -> [(name, path)]."""
-    models = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, sep, path = item.partition(":")
-        if not sep:
-            name, path = os.path.basename(os.path.dirname(os.path.normpath(item))) or "model", item
+    try:
+        models = parse_named_paths(text, lambda path: os.path.basename(os.path.dirname(os.path.normpath(path)))
+                                   or "model")
+    except ValueError as error:
+        raise EvaluationError(f"--saved_model: {error}") from None
+    for _, path in models:
         if not os.path.exists(os.path.join(path, "saved_model.pb")):
             raise EvaluationError(f"--saved_model: {path} is not a SavedModel directory")
-        models.append((name, path))
-    if len({name for name, _ in models}) != len(models):
-        raise EvaluationError("--saved_model: model names must be unique")
     return models
 
 
@@ -422,10 +422,9 @@ def evaluated_classes(flag: str) -> list[int]:
 
 def parse_size(text: str, flag: str) -> tuple[int, int]:
     try:
-        height, width = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise EvaluationError(f"{flag}={text}: expected HxW") from None
-    return height, width
+        return parsing.parse_size(text)
+    except ValueError as error:
+        raise EvaluationError(f"{flag}={text}: {error}") from None
 
 
 def model_input_size(flag: str, info: dict, label_size) -> tuple[int, int]:

@@ -162,6 +162,19 @@ def define_runtime_flags():
                       "and optimizer state in memory).")
 
 
+def train_options(values=FLAGS):
+    """The ``training.TrainOptions`` that train's and bench's flags describe: the one place where
+    the loop's options are read from flags."""
+    import dataclasses
+
+    from tfsynth.training import TrainOptions
+
+    fields = {field.name: values[field.name].value for field in dataclasses.fields(TrainOptions)
+              if field.name not in ("hparams", "profile_steps")}
+    return TrainOptions(**fields, hparams=tuple(values.hparams or ()),
+                        profile_steps=profile_range(values.profile_steps))
+
+
 @_once
 def define_export_flags():
     flags.DEFINE_string("model_dir", None, "Run directory to export from (latest checkpoint).")

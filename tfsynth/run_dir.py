@@ -82,6 +82,71 @@ def write_config(model_dir: str, resolved: dict) -> None:
     write_json(os.path.join(model_dir, CONFIG_JSON), resolved)
 
 
+def check_resume_config(model_dir: str, model_name: str, config) -> dict | None:
+    """The ``config.json`` of the run being resumed (None for a new run); refuses a model_dir
+    that holds another model or other hyper-parameters."""
+    path = os.path.join(model_dir, CONFIG_JSON)
+    if not os.path.exists(path):
+        return None
+    saved = read_json(path, "--model_dir")
+    if not isinstance(saved, dict) or not isinstance(saved.get("hparams"), dict):
+        raise RunDirError(f"{path}: damaged (no model and hparams in it), so the run cannot be "
+                          "resumed safely; restore the file or use another --model_dir")
+    if saved.get("model") != model_name:
+        raise RunDirError(f"{path}: this model_dir holds a {saved.get('model')!r} model, not "
+                          f"{model_name!r}; use another --model_dir")
+    current = json.loads(json.dumps(config_lib.to_dict(config)))
+    changed = {k: (saved["hparams"].get(k), v) for k, v in current.items()
+               if k != "vgg_weights" and saved["hparams"].get(k) != v}
+    if changed:
+        detail = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+        raise RunDirError(f"{path}: hyper-parameters differ from the run being resumed ({detail}); "
+                          "rerun with the same flags or use another --model_dir")
+    return saved
+
+
+def check_resume_data(saved: dict | None, model_dir: str, *, train_data: str, data_dir: str,
+                      global_batch_size: int, splits: dict) -> None:
+    """Refuses to resume on other data, another batch size or another shard layout: the
+    checkpointed data position is only meaningful for the same input pipeline.
+
+    Args:
+      saved: the resumed run's ``config.json`` (None: a new run, nothing to check).
+      train_data: ``--train_data`` as given, for messages; ``data_dir``: where it resolved to.
+      splits: the ``pipelines.Split`` of each input stream.
+    """
+    if not saved:
+        return
+    path = os.path.join(model_dir, CONFIG_JSON)
+    data, runtime = saved.get("data") or {}, saved.get("runtime") or {}
+    before = data.get("dir")
+    if before and not same_data_dir(before, data_dir):
+        raise RunDirError(f"--train_data={train_data}: the run in {model_dir} trained on "
+                          f"{before}, not {data_dir}; resume with the same data or use another --model_dir")
+    batch = runtime.get("global_batch_size")
+    if batch is not None and batch != global_batch_size:
+        raise RunDirError(f"--global_batch_size={global_batch_size}: the run being resumed "
+                          f"used {batch} ({path}), and its checkpointed data position holds batches of that "
+                          "size; rerun with the same value or use another --model_dir")
+    for split in splits.values():
+        shards = (data.get("shards") or {}).get(split.name)
+        if shards is not None and shards != len(split.files):
+            raise RunDirError(f"--train_data={train_data}: split {split.name!r} now has "
+                              f"{len(split.files)} shard(s), the run being resumed read {shards} ({path}); "
+                              "its checkpointed data position needs the same shards: convert with "
+                              f"--num_shards={shards} or use another --model_dir")
+
+
+def same_data_dir(first: str, second: str) -> bool:
+    """Whether two dataset paths are one dataset: the same folder, or the same built-in scenes,
+    whose cache folders are named after their size, count and seed wherever the cache lies."""
+    first, second = os.path.realpath(first), os.path.realpath(second)
+    if first == second:
+        return True
+    return (os.path.basename(first) == os.path.basename(second)
+            and all(os.path.basename(os.path.dirname(path)) == "synthetic" for path in (first, second)))
+
+
 def build_model(saved: dict):
     """The (untrained) model a ``config.json`` describes."""
     model_class = registry.get(saved["model"]).load()

@@ -1,4 +1,8 @@
-"""The model-agnostic training loop behind ``tfsynth.train`` (and the step ``tfsynth.bench`` times).
+"""The model-agnostic training loop: ``prepare(options)`` builds a run, ``Run.fit()`` trains it.
+
+``tfsynth.train`` builds :class:`TrainOptions` from its flags, calls these two and exports;
+``tfsynth.bench`` builds its run through the same ``prepare`` and times its step. Nothing here
+reads a flag or imports a command.
 
 A custom loop rather than ``Model.fit``: it checkpoints the data iterator with the weights for an
 exact resume, runs the same way under every tf.distribute strategy (``fit`` is broken under
@@ -7,118 +11,104 @@ MultiWorkerMirroredStrategy in Keras 3, keras#20585), and keeps its own step cou
 Distribution: every worker reads the global batch through a plain, checkpointable iterator, and
 every replica slices its own part inside ``strategy.run`` (distributed iterators cannot be
 checkpointed). So a run sees the same examples whatever its number of workers and devices, and
-the chief's checkpoint resumes every worker; the chief alone writes checkpoints, logs, samples,
-``config.json`` and the export.
+the chief's checkpoint resumes every worker; the chief alone writes checkpoints, logs, samples
+and ``config.json``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import math
 import os
 import shutil
-import sys
 import time
 
 import numpy as np
 
 from tfsynth import config as config_lib
-from tfsynth import flags as tfsynth_flags
 from tfsynth import nonfinite, registry, run_dir
+from tfsynth.console import format_duration, print_summary
+from tfsynth.data import batches, pipelines, tfrecord
 from tfsynth.profiling import StepProfiler
-from tfsynth.data import pipelines, tfrecord
 
 
 class TrainingError(ValueError):
-    """A bad flag combination or model_dir state; the message names the flag or file."""
+    """A bad option combination; the message names the flag."""
+
+
+#: What a run can fail with that the user can fix; commands print these as one ``error:`` line.
+USER_ERRORS = (TrainingError, tfrecord.DataError, config_lib.HParamsError, run_dir.RunDirError,
+               nonfinite.NonFiniteError)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    """Everything a training run is told, besides the family's hyper-parameters' values.
+
+    The fields are ``tfsynth.train``'s flags of the same names (``tfsynth/flags.py`` has their
+    help); ``runtime`` ones are recorded in ``config.json``.
+    """
+
+    model: str
+    model_dir: str | None = None
+    train_data: str = "synthetic"
+    eval_data: str | None = None
+    train_split: str = "train"
+    global_batch_size: int = 1
+    train_steps: int | None = None
+    epochs: float | None = None
+    strategy: str = "auto"
+    cpu_devices: int = 1
+    jit_compile: str = "auto"
+    mixed_precision: str = "none"
+    recompute: bool = False
+    seed: int = 0
+    deterministic: bool = False
+    log_every: int = 50
+    image_every: int = 500
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    #: (first, last) 1-based steps traced with the profiler, or None.
+    profile_steps: tuple[int, int] | None = None
+    hparams: tuple[str, ...] = ()
+    vgg_weights: str | None = None
+    init_from: str | None = None
+    num_samples: int = 2
+    eval_every: int = 0
+    eval_examples: int = 16
+    on_nan: str = "stop"
+
+    #: The fields ``config.json`` records under ``runtime``.
+    RUNTIME = ("train_data", "eval_data", "train_split", "global_batch_size", "train_steps", "epochs",
+               "strategy", "jit_compile", "mixed_precision", "recompute", "seed", "deterministic", "log_every",
+               "image_every", "checkpoint_every", "init_from")
+
+    def runtime(self) -> dict:
+        return {name: getattr(self, name) for name in self.RUNTIME}
 
 
 # ---------------------------------------------------------------------------- configuration
 
-def model_config(spec, flags_values) -> object:
-    """The family's config from its defaults, every ``--hparams`` (left to right, later keys
-    win) and ``--vgg_weights``."""
+def model_config(options: TrainOptions):
+    """The family's config from its defaults, every ``hparams`` entry (left to right, later keys
+    win) and ``vgg_weights``."""
+    spec = registry.get(options.model)
     model_class = spec.load()
-    overrides = config_lib.parse_hparams(flags_values.hparams or [])
-    if flags_values.vgg_weights:
+    overrides = config_lib.parse_hparams(list(options.hparams))
+    if options.vgg_weights:
         if "vgg_weights" not in {f.name for f in dataclasses.fields(model_class.config_class)}:
             raise TrainingError(f"--vgg_weights: model {spec.name} has no perceptual network")
-        overrides["vgg_weights"] = flags_values.vgg_weights
+        overrides["vgg_weights"] = options.vgg_weights
     return config_lib.build_config(model_class.config_class, overrides)
 
 
-def check_resume_config(model_dir: str, model_name: str, config) -> dict | None:
-    """Refuses to resume a model_dir with a different model or hyper-parameters."""
-    path = os.path.join(model_dir, run_dir.CONFIG_JSON)
-    if not os.path.exists(path):
-        return None
-    saved = run_dir.read_json(path, "--model_dir")
-    if not isinstance(saved, dict) or not isinstance(saved.get("hparams"), dict):
-        raise TrainingError(f"{path}: damaged (no model and hparams in it), so the run cannot be "
-                            "resumed safely; restore the file or use another --model_dir")
-    if saved.get("model") != model_name:
-        raise TrainingError(f"{path}: this model_dir holds a {saved.get('model')!r} model, not "
-                            f"{model_name!r}; use another --model_dir")
-    current = json.loads(json.dumps(config_lib.to_dict(config)))
-    changed = {k: (saved["hparams"].get(k), v) for k, v in current.items()
-               if k != "vgg_weights" and saved["hparams"].get(k) != v}
-    if changed:
-        detail = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
-        raise TrainingError(f"{path}: hyper-parameters differ from the run being resumed ({detail}); "
-                            "rerun with the same flags or use another --model_dir")
-    return saved
-
-
-def check_resume_data(saved: dict | None, model_dir: str, flags_values, data_dir: str, splits: dict) -> None:
-    """Refuses to resume on other data, another batch size or another shard layout: the
-    checkpointed data position is only meaningful for the same input pipeline."""
-    if not saved:
-        return
-    path = os.path.join(model_dir, run_dir.CONFIG_JSON)
-    data, runtime = saved.get("data") or {}, saved.get("runtime") or {}
-    before = data.get("dir")
-    if before and not same_data_dir(before, data_dir):
-        raise TrainingError(f"--train_data={flags_values.train_data}: the run in {model_dir} trained on "
-                            f"{before}, not {data_dir}; resume with the same data or use another --model_dir")
-    batch = runtime.get("global_batch_size")
-    if batch is not None and batch != flags_values.global_batch_size:
-        raise TrainingError(f"--global_batch_size={flags_values.global_batch_size}: the run being resumed "
-                            f"used {batch} ({path}), and its checkpointed data position holds batches of that "
-                            "size; rerun with the same value or use another --model_dir")
-    for split in splits.values():
-        shards = (data.get("shards") or {}).get(split.name)
-        if shards is not None and shards != len(split.files):
-            raise TrainingError(f"--train_data={flags_values.train_data}: split {split.name!r} now has "
-                                f"{len(split.files)} shard(s), the run being resumed read {shards} ({path}); "
-                                "its checkpointed data position needs the same shards: convert with "
-                                f"--num_shards={shards} or use another --model_dir")
-
-
-def same_data_dir(first: str, second: str) -> bool:
-    """Whether two dataset paths are one dataset: the same folder, or the same built-in scenes,
-    whose cache folders are named after their size, count and seed wherever the cache lies."""
-    first, second = os.path.realpath(first), os.path.realpath(second)
-    if first == second:
-        return True
-    return (os.path.basename(first) == os.path.basename(second)
-            and all(os.path.basename(os.path.dirname(path)) == "synthetic" for path in (first, second)))
-
-
-def resolve_steps(flags_values, examples: int) -> int:
-    if flags_values.train_steps:
-        return flags_values.train_steps
-    if flags_values.epochs:
-        return max(1, math.ceil(flags_values.epochs * examples / flags_values.global_batch_size))
-    raise TrainingError("give --train_steps or --epochs")
-
-
-def print_summary(title: str, rows: list[tuple[str, str]]) -> None:
-    width = max(len(name) for name, _ in rows)
-    print(title, flush=True)
-    for name, value in rows:
-        print(f"  {name:<{width}}  {value}", flush=True)
+def resolve_steps(options: TrainOptions, examples: int) -> int:
+    if options.train_steps:
+        return options.train_steps
+    if options.epochs:
+        return max(1, math.ceil(options.epochs * examples / options.global_batch_size))
+    bad = "" if options.epochs is None else f" (--epochs={options.epochs:g} trains nothing)"
+    raise TrainingError(f"give --train_steps or --epochs{bad}")
 
 
 def network_rows(model, loss_networks: dict | None = None) -> list[tuple[str, str]]:
@@ -128,6 +118,21 @@ def network_rows(model, loss_networks: dict | None = None) -> list[tuple[str, st
         rows.append((name, f"{int(network.count_params()):,} parameters (frozen loss network, "
                            f"weights: {source})"))
     return rows
+
+
+def hparam_rows(config) -> list[tuple[str, str]]:
+    """The resolved hyper-parameters that differ from the family's defaults, for the log."""
+    changed = config_lib.non_default_values(config)
+    text = ", ".join(f"{key}={value}" for key, value in changed.items()) or "the family's defaults"
+    return [("hparams", text)]
+
+
+def describe(options: TrainOptions) -> None:
+    """``--dry_run``: builds the networks and prints their parameter counts, reading no data."""
+    spec = registry.get(options.model)
+    config = model_config(options)
+    model = spec.load()(config)
+    print_summary(f"{spec.name}: {spec.summary}", network_rows(model) + hparam_rows(config))
 
 
 # ------------------------------------------------------------------------------- components
@@ -144,7 +149,7 @@ def make_step_function(model, strategy, step_counter, finite_flag: bool = False)
     """
     import tensorflow as tf
 
-    from tfsynth import distribute
+    from tfsynth.models.base import numeric
 
     replicas = strategy.num_replicas_in_sync
 
@@ -158,7 +163,8 @@ def make_step_function(model, strategy, step_counter, finite_flag: bool = False)
         return model.train_step(local)
 
     def distributed_step(iterator):
-        per_replica = strategy.run(replica_step, (next(iterator),))
+        # Record keys are strings for the pipeline's error messages; the step is numbers only.
+        per_replica = strategy.run(replica_step, (numeric(next(iterator)),))
         losses = {name: strategy.reduce("MEAN", value, axis=None) for name, value in per_replica.items()}
         step_counter.assign_add(1)
         if not finite_flag:
@@ -218,21 +224,6 @@ def summary_writer(model_dir: str, name: str, is_chief: bool):
     return tf.summary.create_noop_writer()
 
 
-def restore_or_warm_start(checkpoint, manager, model, init_from: str | None) -> tuple[str, str | None]:
-    """Resumes from the newest checkpoint that restores, else warm-starts or starts afresh.
-
-    Returns:
-      (what was done, for the log; the checkpoint restored or None).
-    """
-    if manager.checkpoints:
-        path = run_dir.restore_newest(checkpoint, manager.checkpoints, log=lambda line: print(line, flush=True))
-        return f"resumed from {path}", path
-    if init_from:
-        copied, skipped = warm_start(model, init_from)
-        return f"warm start from {init_from}: {copied} layers copied, skipped {skipped or 'none'}", None
-    return "from scratch", None
-
-
 def warm_start(model, source: str) -> tuple[int, list[str]]:
     """Copies network weights from another run, layer by layer where names and shapes match.
 
@@ -254,299 +245,261 @@ def warm_start(model, source: str) -> tuple[int, list[str]]:
     return copied, skipped
 
 
-def training_splits(model, data_dir: str, split_name: str) -> dict:
-    """The splits feeding each of the model's input streams (one, or one per domain)."""
-    return {stream: pipelines.load_split(data_dir, split)
-            for stream, split in model.input_splits(split_name).items()}
-
-
-#: What each record field holds, for messages; and the dataset.json key that says it is there.
-RECORD_FIELDS = {"label": ("label maps", "label_space"), "target": ("target photos (target/encoded)", "has_target"),
-                 "instance": ("instance maps", "has_instance")}
-
-
-def check_data_fits_model(model, splits: dict) -> None:
-    """Fails early, naming the dataset, when its records lack what the model reads."""
-    for split in splits.values():
-        info, where = split.info, os.path.join(split.data_dir, tfrecord.DATASET_JSON)
-        for field in model.record_fields:
-            if field not in RECORD_FIELDS:
-                continue
-            what, key = RECORD_FIELDS[field]
-            if not info.get(key):
-                raise TrainingError(f"{where}: the records hold no {what}, which {type(model).__name__} "
-                                    "with these hyper-parameters reads")
-
-
-def parse_options(model, split) -> dict:
-    fields = model.record_fields
-    return dict(num_classes=split.num_classes if "label" in fields else None,
-                with_instance="instance" in fields, with_target="target" in fields)
-
-
-def make_model_dataset(model, splits: dict, *, training: bool, **options):
-    """Batches for ``model`` from ``splits``: plain, or ``{domain: batch}`` zipped with each
-    domain shuffled on its own seed (unpaired data)."""
-    import tensorflow as tf
-
-    fields = model.record_fields
-
-    def one(split, seed_offset):
-        opts = dict(options)
-        opts["seed"] = opts.get("seed", 0) + seed_offset
-        return pipelines.make_dataset(
-            split, transform=model.example_transform(training=training),
-            with_label="label" in fields, with_instance="instance" in fields,
-            with_target="target" in fields, **opts)
-
-    if "" in splits:
-        return one(splits[""], 0)
-    return tf.data.Dataset.zip({domain: one(split, 1000 * i) for i, (domain, split) in enumerate(splits.items())})
-
-
-@contextlib.contextmanager
-def naming_bad_records(model, splits: dict):
-    """Re-raises a pipeline error as a DataError naming the shard, record and key.
-
-    The streaming pipeline cannot say which shard failed; on an error the splits are scanned
-    record by record (slow, but only then) to find it. Errors that no record explains pass on.
-    """
-    import tensorflow as tf
-
-    try:
-        yield
-    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as error:
-        for split in splits.values():
-            description = tfrecord.find_bad_record(split.files, **parse_options(model, split))
-            if description is not None:
-                raise tfrecord.DataError(f"bad data: {description}") from None
-        raise error
-
-
-# ---------------------------------------------------------------------------------- the run
-
-def main(flags_values) -> None:
-    spec = registry.get(flags_values.model)
-    try:
-        model_dir = flags_values.model_dir
-        if model_dir and os.path.exists(model_dir) and not os.path.isdir(model_dir):
-            raise TrainingError(f"--model_dir={model_dir} is a file, not a run directory")
-        config = model_config(spec, flags_values)
-        if flags_values.dry_run:
-            model = spec.load()(config)
-            print_summary(f"{spec.name}: {spec.summary}", network_rows(model) + hparam_rows(config))
-            return
-        train(flags_values, spec, config)
-    except (tfrecord.DataError, TrainingError, config_lib.HParamsError, run_dir.RunDirError,
-            nonfinite.NonFiniteError) as error:
-        sys.exit(f"error: {error}")
-
-
-def check_recompute(spec, flags_values) -> None:
-    """--recompute needs a family that declares what it recomputes."""
-    if flags_values.recompute and not spec.load().recomputes:
-        raise TrainingError(f"--recompute: {spec.name} has no network it can recompute (its dropout masks or "
-                            "batch statistics would change when run again)")
-
-
-def hparam_rows(config) -> list[tuple[str, str]]:
-    """The resolved hyper-parameters that differ from the family's defaults, for the log."""
-    changed = config_lib.non_default_values(config)
-    text = ", ".join(f"{key}={value}" for key, value in changed.items()) or "the family's defaults"
-    return [("hparams", text)]
-
-
-def train(flags_values, spec, config) -> None:
-    import keras
-    import tensorflow as tf
-
-    from tfsynth import distribute, export, summaries
-    from tfsynth.models.base import numeric
-
-    model_dir = flags_values.model_dir
-    check_recompute(spec, flags_values)
-    saved = check_resume_config(model_dir, spec.name, config)
-    strategy = distribute.make_strategy(flags_values.strategy, flags_values.cpu_devices)
-    precision, precision_reason = distribute.resolve_precision(flags_values.mixed_precision)
-    distribute.set_precision(precision)
-    keras.utils.set_random_seed(flags_values.seed)
-    if flags_values.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    jit = distribute.resolve_jit_compile(flags_values.jit_compile)
-
-    data_dir = pipelines.resolve_data_dir(flags_values.train_data, flags_values.seed)
-    worker_index = distribute.worker_index(strategy)
-    if flags_values.global_batch_size % strategy.num_replicas_in_sync:
-        raise TrainingError(f"--global_batch_size={flags_values.global_batch_size} must be divisible "
-                            f"by the {strategy.num_replicas_in_sync} replicas")
-
-    os.makedirs(model_dir, exist_ok=True)
-    model_class = spec.load()
-    label_space = tfrecord.read_dataset_json(data_dir).get("label_space") or "cityscapes35"
-    with strategy.scope():
-        model = model_class(config, source_label_space=label_space)
-    splits = training_splits(model, data_dir, flags_values.train_split)
-    check_data_fits_model(model, splits)
-    check_resume_data(saved, model_dir, flags_values, data_dir, splits)
-    model.prepare_run_dir(model_dir)  # after the checks: a refused resume leaves the run untouched
-    examples = max(split.count for split in splits.values())  # an epoch covers the larger domain
-    steps_per_epoch = max(1, examples // flags_values.global_batch_size)
-    total_steps = resolve_steps(flags_values, examples)
-    with strategy.scope():
-        loss_networks = model.prepare_training(
-            steps_per_epoch=steps_per_epoch, float16_loss_scaling=precision == "float16")
-        if jit:
-            model.enable_xla()
-        if flags_values.recompute:
-            model.enable_recompute()
-        step_counter = tf.Variable(0, dtype=tf.int64, name="step", trainable=False)
-
-    dataset = make_model_dataset(model, splits, training=True, batch_size=flags_values.global_batch_size,
-                                 seed=flags_values.seed)
-    iterator = iter(dataset)
-    checkpoint = tf.train.Checkpoint(step=step_counter, data=iterator, **model.checkpoint_items())
-    is_chief = worker_index == 0
-    manager = RunCheckpoints(checkpoint, model_dir, flags_values.keep_checkpoints, worker_index)
-    origin, last_saved = restore_or_warm_start(checkpoint, manager, model, flags_values.init_from)
-    # Attached after the restore: a checkpoint from before the counter existed restores without
-    # it (and the counter starts at 0), a newer one restores it on attachment.
-    checkpoint.skipped_steps = tf.Variable(0, dtype=tf.int64, name="skipped_steps", trainable=False)
-    guard = nonfinite.Guard(model.checkpoint_items(), flags_values.on_nan)
-    if is_chief:
-        write_config(model_dir, spec.name, config, flags_values, data_dir, splits, label_space)
-
-    split_text = ", ".join(f"{stream + ' = ' if stream else ''}{split.name}: {split.count}"
-                           for stream, split in splits.items())
-    print_summary(f"{spec.name}: {spec.summary}", network_rows(model, loss_networks) + [
-        ("data", f"{data_dir} [{split_text} examples, {label_space}]"),
-        ("strategy", f"{type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s), "
-                     f"XLA {'on' if jit else 'off'}, precision {precision} ({precision_reason})"),
-        *([("memory", f"--recompute: {model.recomputes}, recomputed in the backward pass")]
-          if flags_values.recompute else []),
-        ("steps", f"{total_steps} x global batch {flags_values.global_batch_size}"),
-        ("model_dir", f"{model_dir} ({origin})"),
-    ] + hparam_rows(config))
-
-    sample_data, sample_splits = make_sample_dataset(flags_values, model, data_dir, flags_values.num_samples)
-    with naming_bad_records(model, sample_splits):
-        sample_batch = next(iter(sample_data))
-        eval_batches = (list(make_sample_dataset(flags_values, model, data_dir, flags_values.eval_examples)[0])
-                        if flags_values.eval_every else [])
-    eval_fn = tf.function(model.eval_metrics)
-    eval_writer = summary_writer(model_dir, "eval", is_chief)
-    sample_fn = tf.function(model.sample_columns)
-    step_fn = make_step_function(model, strategy, step_counter, finite_flag=True)
-    writer = summary_writer(model_dir, "train", is_chief)
-    samples_dir = os.path.join(model_dir, "samples")
-
-    start_step = int(step_counter.numpy())
-    start_time = time.time()
-    profiler = StepProfiler(tfsynth_flags.profile_range(flags_values.profile_steps) if is_chief else None,
-                            os.path.join(model_dir, "logs"))
-    while int(step_counter.numpy()) < total_steps:
-        guard.before_step()
-        profiler.before(int(step_counter.numpy()) + 1)
-        with naming_bad_records(model, splits):
-            losses, losses_finite = step_fn(iterator)
-        step = int(step_counter.numpy())
-        profiler.after(step)
-        if not guard.after_step(step, losses, losses_finite, last_saved):
-            checkpoint.skipped_steps.assign_add(1)
-            print(f"step {step}: skipped ({nonfinite.describe_losses(losses)}; --on_nan=skip_step), "
-                  f"{int(checkpoint.skipped_steps)} skipped so far", flush=True)
-        if step % flags_values.log_every == 0 or step == total_steps:
-            values = {name: float(value) for name, value in losses.items()}
-            log_progress(step, total_steps, start_step, start_time, values, flags_values.global_batch_size)
-            if is_chief:
-                rates = {f"learning_rate/{k}": float(keras.ops.convert_to_numpy(v))
-                         for k, v in model.learning_rates().items()}
-                skipped = ({"train/skipped_steps": int(checkpoint.skipped_steps)}
-                           if flags_values.on_nan == "skip_step" else {})
-                summaries.write_scalars({f"loss/{k}": v for k, v in values.items()} | rates | skipped, step, writer)
-        if is_chief and (step % flags_values.image_every == 0 or step == total_steps):
-            grid = summaries.image_grid(sample_fn(sample_batch))
-            summaries.write_grid(grid, step, writer, samples_dir)
-        if is_chief and eval_batches and (step % flags_values.eval_every == 0 or step == total_steps):
-            metrics = mean_metrics([eval_fn(numeric(batch)) for batch in eval_batches])
-            if metrics:
-                summaries.write_scalars(metrics, step, eval_writer, prefix="eval/")
-                print(f"eval at step {step}: " + "  ".join(f"{k}={v:.4g}" for k, v in metrics.items()),
-                      flush=True)
-        if step % flags_values.checkpoint_every == 0 or step == total_steps:
-            guard.check_state(step, "a checkpoint", last_saved)
-            last_saved = manager.save(step)
-            print(f"saved checkpoint {last_saved}", flush=True)
-    profiler.stop()
-    writer.flush()
-    eval_writer.flush()
-    skipped = int(checkpoint.skipped_steps)
-    skipped_text = f" ({skipped} step(s) dropped for non-finite values)" if skipped else ""
-    print(f"Training done at step {int(step_counter.numpy())}{skipped_text}. TensorBoard: tensorboard "
-          f"--logdir={model_dir}/logs  samples: {samples_dir}", flush=True)
-
-    def ordered_batches(split_name):
-        return make_model_dataset(model, training_splits(model, data_dir, split_name), training=False,
-                                  batch_size=flags_values.global_batch_size, shuffle=False,
-                                  repeat=False, drop_remainder=False)
-
-    if model.finish_training(ordered_batches):
-        guard.check_state(int(step_counter.numpy()), "a checkpoint", last_saved)
-        print(f"saved checkpoint {manager.save(int(step_counter.numpy()))} "
-              "(with the state computed after training)", flush=True)
-    if flags_values.export and is_chief:
-        guard.check_state(int(step_counter.numpy()), "the export", last_saved)
-        path = export.export_model(model, run_dir.next_export_dir(model_dir), model_name=spec.name)
-        spatial = next(iter(model.serving_endpoints())).spatial_input
-        example = f"--input={spatial.kind.upper()}S --output=OUT" if spatial else "--num_samples=16 --output=OUT"
-        print(f"Exported SavedModel: {path}  (try: python -m tfsynth.infer --saved_model={path} {example})",
-              flush=True)
-
-
 def mean_metrics(results: list[dict]) -> dict:
     """Means over eval batches of each metric."""
     return {name: float(np.mean([float(result[name]) for result in results])) for name in (results or [{}])[0]}
 
 
-def make_sample_dataset(flags_values, model, train_data_dir: str, examples: int):
-    """Fixed batches for grids and eval metrics: --eval_data, else a val/test split, else train.
-
-    Returns:
-      (dataset, the splits it reads).
-    """
-    data_dir = (pipelines.resolve_data_dir(flags_values.eval_data, flags_values.seed)
-                if flags_values.eval_data else train_data_dir)
-    available = tfrecord.read_dataset_json(data_dir).get("splits", {})
-    split_name = next((name for name in ("val", "test")
-                       if all(split in available for split in model.input_splits(name).values())),
-                      flags_values.train_split)
-    splits = training_splits(model, data_dir, split_name)
-    batch_size = min([examples] + [split.count for split in splits.values()])
-    dataset = make_model_dataset(model, splits, training=False, batch_size=batch_size,
-                                 shuffle=False, repeat=False)
-    return dataset, splits
-
-
-def write_config(model_dir, model_name, config, flags_values, data_dir, splits, label_space) -> None:
-    runtime = {name: flags_values[name].value for name in (
-        "train_data", "eval_data", "train_split", "global_batch_size", "train_steps", "epochs",
-        "strategy", "jit_compile", "mixed_precision", "recompute", "seed", "deterministic", "log_every",
-        "image_every", "checkpoint_every", "init_from")}
-    resolved = {
-        "model": model_name,
-        "hparams": config_lib.to_dict(config),
-        "runtime": runtime,
-        "data": {"dir": data_dir, "splits": {split.name: split.count for split in splits.values()},
-                 "shards": {split.name: len(split.files) for split in splits.values()},
-                 "label_space": label_space},
-    }
-    run_dir.write_config(model_dir, resolved)
-
-
-def log_progress(step, total, start_step, start_time, losses, batch_size) -> None:
-    elapsed = max(time.time() - start_time, 1e-9)
-    rate = (step - start_step) / elapsed
-    eta = (total - step) / rate if rate > 0 else float("inf")
+def progress_line(step: int, total: int, steps_per_second: float, losses: dict, batch_size: int) -> str:
+    """``step S/T  losses  R steps/s  I img/s  eta D``."""
+    eta = (total - step) / steps_per_second if steps_per_second > 0 else float("inf")
     loss_text = "  ".join(f"{name}={value:.4g}" for name, value in losses.items())
-    eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"
-    print(f"step {step}/{total}  {loss_text}  {rate:.2f} steps/s  {rate * batch_size:.2f} img/s  "
-          f"eta {eta_text}", flush=True)
+    return (f"step {step}/{total}  {loss_text}  {steps_per_second:.2f} steps/s  "
+            f"{steps_per_second * batch_size:.2f} img/s  eta {format_duration(eta)}")
+
+
+# ---------------------------------------------------------------------------------- the run
+
+@dataclasses.dataclass
+class Run:
+    """A model with its data, ready to train (``fit``) or to time (``bench``).
+
+    With ``options.model_dir`` it is a training run: its directory holds ``config.json``, the
+    family's run files and the checkpoints, and ``fit`` resumes from them.
+    """
+
+    options: TrainOptions
+    spec: registry.ModelSpec
+    config: object
+    model: object
+    strategy: object
+    precision: str
+    precision_reason: str
+    jit: bool
+    data_dir: str
+    label_space: str
+    splits: dict
+    loss_networks: dict
+    steps_per_epoch: int
+    total_steps: int | None
+    saved_config: dict | None
+
+    @property
+    def worker_index(self) -> int:
+        from tfsynth import distribute
+
+        return distribute.worker_index(self.strategy)
+
+    @property
+    def is_chief(self) -> bool:
+        return self.worker_index == 0
+
+    def dataset(self):
+        """The shuffled, augmented, repeated training batches (seeded by ``options.seed``)."""
+        return batches.make_model_dataset(self.model, self.splits, training=True,
+                                          batch_size=self.options.global_batch_size, seed=self.options.seed)
+
+    def ordered_batches(self, split_name: str):
+        """Unshuffled, unaugmented batches of one split, read once (work after training)."""
+        return batches.make_model_dataset(self.model, batches.training_splits(self.model, self.data_dir, split_name),
+                                          training=False, batch_size=self.options.global_batch_size,
+                                          shuffle=False, repeat=False, drop_remainder=False)
+
+    def fit(self) -> None:
+        """Trains to ``total_steps`` from the newest checkpoint (or the warm start), then runs
+        the family's work after training; leaves the final state checkpointed and checked finite."""
+        import keras
+        import tensorflow as tf
+
+        from tfsynth import summaries
+        from tfsynth.models.base import numeric
+
+        options, model, model_dir = self.options, self.model, self.options.model_dir
+        if not model_dir:
+            raise TrainingError("--model_dir: training needs a run directory")
+        if self.jit:
+            model.enable_xla()
+        with self.strategy.scope():
+            step_counter = tf.Variable(0, dtype=tf.int64, name="step", trainable=False)
+        iterator = iter(self.dataset())
+        checkpoint = tf.train.Checkpoint(step=step_counter, data=iterator, **model.checkpoint_items())
+        is_chief = self.is_chief
+        manager = RunCheckpoints(checkpoint, model_dir, options.keep_checkpoints, self.worker_index)
+        origin, last_saved = self._restore_or_warm_start(checkpoint, manager)
+        # Attached after the restore: a checkpoint from before the counter existed restores without
+        # it (and the counter starts at 0), a newer one restores it on attachment.
+        checkpoint.skipped_steps = tf.Variable(0, dtype=tf.int64, name="skipped_steps", trainable=False)
+        guard = nonfinite.Guard(model.checkpoint_items(), options.on_nan)
+        if is_chief:
+            self._write_config()
+        self._print_start(origin)
+
+        sample_data, sample_splits = self._fixed_batches(options.num_samples)
+        with batches.naming_bad_records(model, sample_splits):
+            sample_batch = next(iter(sample_data))
+            eval_batches = list(self._fixed_batches(options.eval_examples)[0]) if options.eval_every else []
+        eval_fn = tf.function(model.eval_metrics)
+        eval_writer = summary_writer(model_dir, "eval", is_chief)
+        sample_fn = tf.function(model.sample_columns)
+        step_fn = make_step_function(model, self.strategy, step_counter, finite_flag=True)
+        writer = summary_writer(model_dir, "train", is_chief)
+        samples_dir = os.path.join(model_dir, "samples")
+
+        total = self.total_steps
+        start_step, start_time = int(step_counter.numpy()), time.time()
+        profiler = StepProfiler(options.profile_steps if is_chief else None, os.path.join(model_dir, "logs"))
+        while int(step_counter.numpy()) < total:
+            guard.before_step()
+            profiler.before(int(step_counter.numpy()) + 1)
+            with batches.naming_bad_records(model, self.splits):
+                losses, losses_finite = step_fn(iterator)
+            step = int(step_counter.numpy())
+            profiler.after(step)
+            if not guard.after_step(step, losses, losses_finite, last_saved):
+                checkpoint.skipped_steps.assign_add(1)
+                print(f"step {step}: skipped ({nonfinite.describe_losses(losses)}; --on_nan=skip_step), "
+                      f"{int(checkpoint.skipped_steps)} skipped so far", flush=True)
+            if step % options.log_every == 0 or step == total:
+                values = {name: float(value) for name, value in losses.items()}
+                rate = (step - start_step) / max(time.time() - start_time, 1e-9)
+                print(progress_line(step, total, rate, values, options.global_batch_size), flush=True)
+                if is_chief:
+                    rates = {f"learning_rate/{k}": float(keras.ops.convert_to_numpy(v))
+                             for k, v in model.learning_rates().items()}
+                    skipped = ({"train/skipped_steps": int(checkpoint.skipped_steps)}
+                               if options.on_nan == "skip_step" else {})
+                    summaries.write_scalars({f"loss/{k}": v for k, v in values.items()} | rates | skipped,
+                                            step, writer)
+            if is_chief and (step % options.image_every == 0 or step == total):
+                summaries.write_grid(summaries.image_grid(sample_fn(sample_batch)), step, writer, samples_dir)
+            if is_chief and eval_batches and (step % options.eval_every == 0 or step == total):
+                metrics = mean_metrics([eval_fn(numeric(batch)) for batch in eval_batches])
+                if metrics:
+                    summaries.write_scalars(metrics, step, eval_writer, prefix="eval/")
+                    print(f"eval at step {step}: " + "  ".join(f"{k}={v:.4g}" for k, v in metrics.items()),
+                          flush=True)
+            if step % options.checkpoint_every == 0 or step == total:
+                guard.check_state(step, "a checkpoint", last_saved)
+                last_saved = manager.save(step)
+                print(f"saved checkpoint {last_saved}", flush=True)
+        profiler.stop()
+        writer.flush()
+        eval_writer.flush()
+        step = int(step_counter.numpy())
+        skipped = int(checkpoint.skipped_steps)
+        skipped_text = f" ({skipped} step(s) dropped for non-finite values)" if skipped else ""
+        print(f"Training done at step {step}{skipped_text}. TensorBoard: tensorboard "
+              f"--logdir={model_dir}/logs  samples: {samples_dir}", flush=True)
+        if model.finish_training(self.ordered_batches):
+            guard.check_state(step, "a checkpoint", last_saved)
+            last_saved = manager.save(step)
+            print(f"saved checkpoint {last_saved} (with the state computed after training)", flush=True)
+        # What the caller exports next is what was checked and saved last.
+        guard.check_state(step, "the export", last_saved)
+
+    def _restore_or_warm_start(self, checkpoint, manager) -> tuple[str, str | None]:
+        """Resumes from the newest checkpoint that restores, else warm-starts or starts afresh.
+
+        Returns:
+          (what was done, for the log; the checkpoint restored or None).
+        """
+        if manager.checkpoints:
+            path = run_dir.restore_newest(checkpoint, manager.checkpoints, log=lambda line: print(line, flush=True))
+            return f"resumed from {path}", path
+        if self.options.init_from:
+            copied, skipped = warm_start(self.model, self.options.init_from)
+            return (f"warm start from {self.options.init_from}: {copied} layers copied, "
+                    f"skipped {skipped or 'none'}"), None
+        return "from scratch", None
+
+    def _fixed_batches(self, examples: int):
+        """(batches for grids or eval metrics: --eval_data, else the train data's val/test split
+        or its train split; the splits read)."""
+        options = self.options
+        data_dir = (pipelines.resolve_data_dir(options.eval_data, options.seed) if options.eval_data
+                    else self.data_dir)
+        return batches.fixed_batches(self.model, data_dir, options.train_split, examples)
+
+    def _write_config(self) -> None:
+        splits = self.splits.values()
+        run_dir.write_config(self.options.model_dir, {
+            "model": self.spec.name,
+            "hparams": config_lib.to_dict(self.config),
+            "runtime": self.options.runtime(),
+            "data": {"dir": self.data_dir, "splits": {split.name: split.count for split in splits},
+                     "shards": {split.name: len(split.files) for split in splits},
+                     "label_space": self.label_space},
+        })
+
+    def _print_start(self, origin: str) -> None:
+        options = self.options
+        split_text = ", ".join(f"{stream + ' = ' if stream else ''}{split.name}: {split.count}"
+                               for stream, split in self.splits.items())
+        print_summary(f"{self.spec.name}: {self.spec.summary}", network_rows(self.model, self.loss_networks) + [
+            ("data", f"{self.data_dir} [{split_text} examples, {self.label_space}]"),
+            ("strategy", f"{type(self.strategy).__name__}, {self.strategy.num_replicas_in_sync} replica(s), "
+                         f"XLA {'on' if self.jit else 'off'}, precision {self.precision} ({self.precision_reason})"),
+            *([("memory", f"--recompute: {self.model.recomputes}, recomputed in the backward pass")]
+              if options.recompute else []),
+            ("steps", f"{self.total_steps} x global batch {options.global_batch_size}"),
+            ("model_dir", f"{options.model_dir} ({origin})"),
+        ] + hparam_rows(self.config))
+
+
+def prepare(options: TrainOptions) -> Run:
+    """Builds the run ``options`` describe: every check first, then the model, its data, its
+    loss networks and optimizers (in the strategy's scope).
+
+    With ``options.model_dir`` (training) it also refuses a resume with another model,
+    hyper-parameters or data, and only then creates the directory and copies the family's run
+    files into it; without (``bench``) it writes nothing.
+    """
+    import keras
+    import tensorflow as tf
+
+    from tfsynth import distribute
+
+    spec = registry.get(options.model)
+    model_dir = options.model_dir
+    if model_dir and os.path.exists(model_dir) and not os.path.isdir(model_dir):
+        raise TrainingError(f"--model_dir={model_dir} is a file, not a run directory")
+    config = model_config(options)
+    if options.recompute and not spec.load().recomputes:
+        raise TrainingError(f"--recompute: {spec.name} has no network it can recompute (its dropout masks or "
+                            "batch statistics would change when run again)")
+    saved = run_dir.check_resume_config(model_dir, spec.name, config) if model_dir else None
+    strategy = distribute.make_strategy(options.strategy, options.cpu_devices)
+    if options.global_batch_size % strategy.num_replicas_in_sync:
+        raise TrainingError(f"--global_batch_size={options.global_batch_size} must be divisible "
+                            f"by the {strategy.num_replicas_in_sync} replicas")
+    precision, precision_reason = distribute.resolve_precision(options.mixed_precision)
+    distribute.set_precision(precision)
+    keras.utils.set_random_seed(options.seed)
+    if options.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    jit = distribute.resolve_jit_compile(options.jit_compile)
+
+    data_dir = pipelines.resolve_data_dir(options.train_data, options.seed)
+    label_space = tfrecord.read_dataset_json(data_dir).get("label_space") or "cityscapes35"
+    with strategy.scope():
+        model = spec.load()(config, source_label_space=label_space)
+    splits = batches.training_splits(model, data_dir, options.train_split)
+    batches.check_data_fits_model(model, splits)
+    examples = max(split.count for split in splits.values())  # an epoch covers the larger domain
+    steps_per_epoch = max(1, examples // options.global_batch_size)
+    total_steps = None
+    if model_dir:
+        total_steps = resolve_steps(options, examples)
+        run_dir.check_resume_data(saved, model_dir, train_data=options.train_data, data_dir=data_dir,
+                                  global_batch_size=options.global_batch_size, splits=splits)
+        os.makedirs(model_dir, exist_ok=True)
+        model.prepare_run_dir(model_dir)  # after the checks: a refused resume leaves the run untouched
+    with strategy.scope():
+        loss_networks = model.prepare_training(
+            steps_per_epoch=steps_per_epoch, float16_loss_scaling=precision == "float16")
+        if options.recompute:
+            model.enable_recompute()
+    return Run(options=options, spec=spec, config=config, model=model, strategy=strategy, precision=precision,
+               precision_reason=precision_reason, jit=jit, data_dir=data_dir, label_space=label_space,
+               splits=splits, loss_networks=loss_networks, steps_per_epoch=steps_per_epoch,
+               total_steps=total_steps, saved_config=saved)

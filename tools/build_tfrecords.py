@@ -90,9 +90,9 @@ FLAGS = flags.FLAGS
 
 
 def _parse_size_flag(text):
-    from tfsynth.data import synthetic
+    from tfsynth.parsing import parse_size
 
-    return synthetic.parse_size(text)
+    return parse_size(text)
 
 
 def _size_is_valid(text):

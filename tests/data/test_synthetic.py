@@ -175,23 +175,6 @@ def test_write_cityscapes_layout(tmp_path):
                 np.testing.assert_array_equal(np.asarray(image).astype(want.dtype), want, what)
 
 
-# ----------------------------------------------------------------------------- parse_size
-
-
-@pytest.mark.parametrize("text, size", [("256x512", (256, 512)), ("64X128", (64, 128)),
-                                        (" 96 x 96 ", (96, 96))])
-def test_parse_size(text, size):
-    assert synthetic.parse_size(text) == size
-
-
-@pytest.mark.parametrize("text", ["256by512", "256", "x512", "256x", "0x512", "-64x128",
-                                  "64x128x3", "", "1.5x2"])
-def test_parse_size_rejects_bad_text_naming_it(text):
-    with pytest.raises(ValueError, match="HEIGHTxWIDTH") as error:
-        synthetic.parse_size(text)
-    assert repr(text) in str(error.value)
-
-
 # ----------------------------------------------------------------------------- cost
 
 

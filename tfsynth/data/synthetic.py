@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import types
 from typing import Iterator
 
@@ -523,16 +522,3 @@ def write_cityscapes_layout(root: str | os.PathLike, num_examples: int, height: 
         Image.fromarray(color).save(os.path.join(gt, f"{base}_gtFine_color.png"))
         names.append(base)
     return names
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """Parses ``"HEIGHTxWIDTH"`` (e.g. ``"256x512"``) into ``(256, 512)``.
-
-    Raises:
-      ValueError: naming ``text`` when it is not two positive integers joined by ``x``.
-    """
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
-    if not match or int(match[1]) == 0 or int(match[2]) == 0:
-        raise ValueError(f"bad size {text!r}: expected HEIGHTxWIDTH with positive integers, "
-                         "e.g. '256x512'")
-    return int(match[1]), int(match[2])

@@ -11,6 +11,7 @@ import math
 import os
 
 from tfsynth import run_dir
+from tfsynth.parsing import parse_named_paths
 from tfsynth.endpoints import Endpoint
 
 #: Input kinds the page can make from a painted scene: the label and instance maps, one seed
@@ -65,21 +66,15 @@ class StudioModel:
 
 def parse_saved_models(text: str) -> list[tuple[str, str]]:
     """``"crn:PATH,pix2pixhd:PATH"`` -> [(name, path)]; a bare PATH is named after its run."""
-    models = []
-    for item in filter(None, (part.strip() for part in (text or "").split(","))):
-        name, sep, path = item.partition(":")
-        if not sep:
-            path = item
-            name = os.path.basename(os.path.dirname(os.path.dirname(os.path.normpath(item)))) or "model"
+    try:
+        models = parse_named_paths(text, lambda path: os.path.basename(os.path.dirname(os.path.dirname(
+            os.path.normpath(path)))) or "model")
+    except ValueError as error:
+        raise StudioError(f"--saved_model: {error}, e.g. crn:runs/quickstart/export/1") from None
+    for name, _ in models:
         if not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
             raise StudioError(f"--saved_model: model name {name!r} must be letters, digits, '_', '-' or '.' "
                               "(it is part of the REST path /v1/models/<name>)")
-        models.append((name, path))
-    if not models:
-        raise StudioError("--saved_model: give at least one export, e.g. crn:runs/quickstart/export/1")
-    names = [name for name, _ in models]
-    if len(set(names)) != len(names):
-        raise StudioError(f"--saved_model: model names must be unique, got {', '.join(names)}")
     return models
 
 
