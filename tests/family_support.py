@@ -2,8 +2,13 @@
 
 import os
 import shlex
+import signal
+import subprocess
+import sys
 
-from cli_support import REPO_ROOT
+import numpy as np
+
+from cli_support import REPO_ROOT, cli_env
 
 
 def smoke_flagfile(name: str) -> str:
@@ -52,3 +57,32 @@ def first_batch(model, data_dir: str, batch_size: int = 2, training: bool = True
     splits = batches.training_splits(model, data_dir, "train")
     dataset = batches.make_model_dataset(model, splits, training=training, batch_size=batch_size, seed=3)
     return next(iter(dataset))
+
+
+def checkpoint_state(model_dir):
+    """Every tensor of the latest checkpoint but the data iterator's serialized state."""
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")))
+    return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()
+            if "ITERATOR_STATE" not in key and not key.startswith("_CHECKPOINTABLE_OBJECT_GRAPH")}
+
+
+def train_killed_after_checkpoint(cache_dir, flagfile, model_dir, checkpoint, *args, module="tfsynth.train"):
+    """Starts a run and kill -9s it as soon as ``ckpt-<checkpoint>`` is on disk."""
+    target = [module] if module.endswith(".py") else ["-m", module]
+    process = subprocess.Popen([sys.executable, *target, f"--flagfile={flagfile}", f"--model_dir={model_dir}",
+                                *args], cwd=REPO_ROOT, env=cli_env(cache_dir), stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+    for line in process.stdout:
+        if line.startswith("saved checkpoint") and f"ckpt-{checkpoint}" in line.split()[2]:
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=300)
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+
+
+def assert_same_state(expected, actual):
+    assert expected.keys() == actual.keys() and expected
+    for key in expected:
+        np.testing.assert_allclose(actual[key], expected[key], rtol=1e-5, atol=1e-6, err_msg=key)

@@ -11,6 +11,8 @@ from cli_support import SMOKE_FLAGS
 from family_support import smoke_flagfile
 from tfsynth.data import tfrecord
 
+pytestmark = pytest.mark.cli
+
 
 def write_dataset(directory, examples, label_space="cityscapes35", split="train"):
     """A one-shard dataset written without the converter's validation, as a foreign tool might."""

@@ -7,6 +7,8 @@ import pytest
 from tfsynth.config import HParamsError, build_config, parse_hparams, to_dict
 from tfsynth.models.crn import CRNConfig
 
+pytestmark = pytest.mark.unit
+
 
 def test_parse_hparams_pairs():
     assert parse_hparams("") == {}

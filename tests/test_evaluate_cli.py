@@ -10,6 +10,8 @@ from PIL import Image
 
 from cli_support import REPO_ROOT, SMOKE_FLAGS, run_module
 
+pytestmark = pytest.mark.cli
+
 SEGMENTER_FLAGS = os.path.join(REPO_ROOT, "configs", "smoke", "segmenter_tiny.flags")
 
 

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+pytestmark = [pytest.mark.cli, pytest.mark.family("fastgan")]
+
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):

@@ -8,6 +8,8 @@ from PIL import Image
 
 from cli_support import SMOKE_FLAGS, run_module
 
+pytestmark = pytest.mark.cli
+
 
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory, cache_dir):

@@ -9,6 +9,8 @@ import tensorflow as tf
 
 from tfsynth import losses
 
+pytestmark = pytest.mark.unit
+
 
 # ------------------------------------------------------------------------- diversity loss
 

@@ -18,8 +18,9 @@ import sys
 import pytest
 
 from cli_support import REPO_ROOT, cli_env, run_module
-from family_support import smoke_flagfile
-from test_family_contract import assert_same_state, checkpoint_state
+from family_support import assert_same_state, checkpoint_state, smoke_flagfile
+
+pytestmark = pytest.mark.slow
 
 STEPS = ["--train_steps=4", "--checkpoint_every=2", "--image_every=2"]
 

@@ -2,9 +2,12 @@
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfsynth import optimizers
+
+pytestmark = pytest.mark.unit
 
 
 def numpy_adam(weights, gradients, lr, beta_1, beta_2, epsilon):

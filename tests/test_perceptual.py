@@ -12,6 +12,8 @@ import tensorflow as tf
 from tfsynth import perceptual
 from tfsynth.perceptual import PerceptualWeightsError, VGGFeatures
 
+pytestmark = pytest.mark.unit
+
 MEAN_RGB = np.array([123.68, 116.779, 103.939], np.float32)
 H, W = 32, 64
 

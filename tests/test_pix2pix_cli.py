@@ -13,6 +13,8 @@ from cli_support import REPO_ROOT, cli_env, run_module
 
 SMOKE_FLAGS = os.path.join(REPO_ROOT, "configs", "smoke", "pix2pix_tiny.flags")
 TINY_HPARAMS = "generator=unet_32,base_filters=4,discriminator_filters=4,load_size=36,crop_size=32"
+pytestmark = [pytest.mark.cli, pytest.mark.family("pix2pix")]
+
 LOSS_KEYS = ("D/real", "D/fake", "D/total", "gan", "l1", "total")
 
 # Runs in a fresh process: every signature of an export on saved inputs, outputs saved back.
@@ -83,11 +85,10 @@ def photos_run(tmp_path_factory, cache_dir):
                             f"--hparams={TINY_HPARAMS},label_input=image", "--train_steps=2")
 
 
-def test_label_run_trains_and_exports(labels_run, tmp_path, cache_dir):
+def test_label_run_trains_and_exports(labels_run):
     """One test per training run: under pytest-xdist a module fixture runs once per worker."""
     model_dir, result = labels_run
     check_training_outputs(model_dir, result)
-    check_label_export_equals_eager(model_dir, tmp_path, cache_dir)
     check_label_export_signatures(model_dir)
 
 
@@ -113,25 +114,6 @@ def check_training_outputs(model_dir, result):
     info = json.load(open(os.path.join(model_dir, "export", "1", "tfsynth_export.json")))
     assert [i["kind"] for i in info["endpoints"][0]["inputs"]] == ["label"]
     assert info["size_multiple"] == 32 and info["model"] == "pix2pix"
-
-
-def check_label_export_equals_eager(model_dir, tmp_path, cache_dir):
-    import tensorflow as tf
-
-    from tfsynth import run_dir
-
-    label = np.random.default_rng(0).integers(0, 34, size=(2, 64, 96), dtype=np.uint8)  # not the training size
-    outputs = reload_and_run(cache_dir, os.path.join(model_dir, "export", "1"), tmp_path,
-                             label=label, label_png_bytes=png_bytes(label[..., None]))
-    assert sorted(outputs) == ["predict_png", "serving_default"]
-    model, _ = run_dir.load_model(model_dir)
-    eager = model.generate({"label": tf.constant(label)}).numpy()
-    expected = np.clip(np.round(eager), 0, 255).astype(np.uint8)
-    served = outputs["serving_default"]
-    assert served.dtype == np.uint8 and served.shape == (2, 64, 96, 3)
-    assert np.abs(served.astype(int) - expected).max() <= 1  # graphs may fuse ops differently
-    # Test-time norm uses each image's own statistics: one by one (PNG) equals the batch.
-    np.testing.assert_array_equal(decode_pngs(outputs["predict_png"]), served)
 
 
 def check_label_export_signatures(model_dir):
@@ -182,13 +164,6 @@ def test_photo_export_has_translate_signatures_equal_to_eager(photos_run, tmp_pa
     assert png.structured_input_signature[1]["image_png_bytes"].dtype == tf.string
 
 
-def test_dry_run_of_the_paper_config_prints_parameter_counts(run_cli, tmp_path):
-    result = run_cli("tfsynth.train", "--flagfile=configs/pix2pix_cityscapes.flags",
-                     f"--model_dir={tmp_path / 'm'}", "--dry_run")
-    assert "54,413,955 parameters" in result.stdout and "2,768,705 parameters" in result.stdout
-    assert not os.path.exists(tmp_path / "m")
-
-
 @pytest.mark.parametrize("flagfile", ["pix2pix_cityscapes.flags", "pix2pix_facades.flags",
                                       "pix2pix_quickstart.flags", "smoke/pix2pix_tiny.flags"])
 def test_configs_are_valid_pix2pix_configs(flagfile):
@@ -205,12 +180,3 @@ def test_configs_are_valid_pix2pix_configs(flagfile):
         assert flags["global_batch_size"] == "1" and flags["epochs"] == "200"
     if flagfile == "pix2pix_facades.flags":
         assert config.label_input == "image"
-
-
-def test_mirrored_over_two_devices_trains(tmp_path, cache_dir):
-    result = train(cache_dir, tmp_path / "m", "--strategy=mirrored", "--cpu_devices=2", "--train_steps=2",
-                   "--export=false")
-    assert "2 replica(s)" in result.stdout and "step 2/2" in result.stdout
-    totals = [float(part.split("=")[1]) for line in result.stdout.splitlines() if line.startswith("step ")
-              for part in line.split() if part.startswith("total=")]
-    assert len(totals) == 2 and all(np.isfinite(totals))

@@ -4,6 +4,8 @@ import pytest
 
 from tfsynth import distribute
 
+pytestmark = pytest.mark.unit
+
 CPUINFO = "processor\t: {index}\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 avx512f {extra}\n\n"
 
 

@@ -4,6 +4,8 @@ import pytest
 
 from tfsynth import profiling
 
+pytestmark = pytest.mark.unit
+
 
 def test_union_length_counts_overlaps_once():
     assert profiling.union_length([(20, 30), (0, 10), (5, 15), (22, 25)]) == 25

@@ -80,6 +80,7 @@ def own_dataset(dataset, tmp_path):
 
 # ----------------------------------------------------------------------------- 1. converter staging
 
+@pytest.mark.cli
 def test_converting_over_a_dataset_needs_overwrite(own_dataset, run_cli):
     before = snapshot(own_dataset)
     result = convert_synthetic(run_cli, own_dataset, "--num_examples=4", check=False)
@@ -87,6 +88,7 @@ def test_converting_over_a_dataset_needs_overwrite(own_dataset, run_cli):
     assert snapshot(own_dataset) == before
 
 
+@pytest.mark.cli
 def test_a_failed_reconversion_keeps_the_existing_dataset(own_dataset, run_cli, tmp_path):
     src = tmp_path / "cs"
     run_cli(TOOL, "--format=synthetic", f"--out={src}", "--num_examples=4", "--size=32x64", "--layout=cityscapes")
@@ -101,6 +103,7 @@ def test_a_failed_reconversion_keeps_the_existing_dataset(own_dataset, run_cli, 
     assert not glob.glob(f"{own_dataset}.tmp-*") and not glob.glob(f"{own_dataset}.old-*")
 
 
+@pytest.mark.cli
 def test_a_killed_reconversion_keeps_the_existing_dataset(own_dataset, cache_dir):
     before = snapshot(own_dataset)
     process = subprocess.Popen([sys.executable, TOOL, "--format=synthetic", f"--out={own_dataset}", "--size=32x64",
@@ -116,6 +119,7 @@ def test_a_killed_reconversion_keeps_the_existing_dataset(own_dataset, cache_dir
     assert snapshot(own_dataset) == before
 
 
+@pytest.mark.cli
 def test_overwrite_replaces_the_whole_dataset(own_dataset, run_cli):
     convert_synthetic(run_cli, own_dataset, "--num_examples=4", "--splits=train", "--overwrite")
     assert sorted(os.listdir(own_dataset)) == ["dataset.json", "train-00000-of-00001.tfrecord"]  # no stale val
@@ -123,6 +127,7 @@ def test_overwrite_replaces_the_whole_dataset(own_dataset, run_cli):
     assert not glob.glob(f"{own_dataset}.tmp-*") and not glob.glob(f"{own_dataset}.old-*")
 
 
+@pytest.mark.cli
 def test_converter_refuses_a_file_or_a_folder_of_other_files_as_out(run_cli, tmp_path):
     not_a_folder = tmp_path / "notes.txt"
     not_a_folder.write_text("mine")
@@ -135,6 +140,7 @@ def test_converter_refuses_a_file_or_a_folder_of_other_files_as_out(run_cli, tmp
     assert os.listdir(folder) == ["photo.jpg"]
 
 
+@pytest.mark.unit
 def test_skipped_examples_leave_no_empty_shard(tmp_path):
     from tfsynth.data import convert, pipelines, sources
 
@@ -155,6 +161,7 @@ def test_skipped_examples_leave_no_empty_shard(tmp_path):
 
 # ----------------------------------------------------------------------------- 3. atomic config.json
 
+@pytest.mark.unit
 @pytest.mark.parametrize("failure", ["write", "serialisation"])
 def test_a_failed_config_write_keeps_the_previous_file(tmp_path, monkeypatch, failure):
     from tfsynth import run_dir
@@ -175,6 +182,7 @@ def test_a_failed_config_write_keeps_the_previous_file(tmp_path, monkeypatch, fa
     assert os.listdir(tmp_path) == ["config.json"]
 
 
+@pytest.mark.unit
 def test_atomically_written_files_are_as_readable_as_ordinary_ones(tmp_path):
     # mkstemp's temporary files are private (0600): renamed as they are, a tfsynth_export.json
     # would be unreadable to a TF Serving process running as another user.
@@ -190,6 +198,7 @@ def test_atomically_written_files_are_as_readable_as_ordinary_ones(tmp_path):
     assert oct(os.stat(tmp_path / "a.json").st_mode & 0o777) == oct(os.stat(tmp_path / "b.json").st_mode & 0o777) == "0o644"
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("content", ['{"model": "crn", "hpar', "[]", '{"model": "crn"}'])
 def test_a_damaged_config_json_is_one_error_line(tmp_path, run_cli, content):
     model_dir = tmp_path / "run"
@@ -201,6 +210,7 @@ def test_a_damaged_config_json_is_one_error_line(tmp_path, run_cli, content):
 
 # ----------------------------------------------------------------------------- atomic exports
 
+@pytest.mark.unit
 def test_a_failed_export_leaves_no_version_and_an_existing_one_is_never_replaced(tmp_path, monkeypatch, cache_dir):
     from family_support import tiny_family
     from tfsynth import export, run_dir
@@ -225,6 +235,7 @@ def test_a_failed_export_leaves_no_version_and_an_existing_one_is_never_replaced
 
 # ----------------------------------------------------------------------------- 10. a full disk
 
+@pytest.mark.cli
 def test_a_full_disk_is_one_error_line_naming_the_file_and_keeps_what_was_saved(tmp_path, dataset, cache_dir):
     # A file-size limit makes every write past 100 kB fail as a full disk does (EFBIG instead
     # of ENOSPC), without a mount: config, events and the sample grid fit, the checkpoint not.
@@ -247,6 +258,7 @@ def test_a_full_disk_is_one_error_line_naming_the_file_and_keeps_what_was_saved(
 
 # ----------------------------------------------------------------------------- 4. NaN policy
 
+@pytest.mark.cli
 def test_nan_stops_before_it_is_saved_and_keeps_the_good_checkpoints(tmp_path, run_cli):
     """The issue's case: a learning rate of 1e30 makes every loss after step 1 NaN."""
     model_dir = tmp_path / "run"
@@ -261,6 +273,7 @@ def test_nan_stops_before_it_is_saved_and_keeps_the_good_checkpoints(tmp_path, r
     assert not os.path.exists(model_dir / "export")
 
 
+@pytest.mark.cli
 def test_nan_loss_of_one_batch_stops_with_the_step_and_term(tmp_path, run_cli):
     model_dir = tmp_path / "run"
     result = train(run_cli, model_dir, "--model=nan_crn", "--checkpoint_every=1", "--keep_checkpoints=2",
@@ -270,6 +283,7 @@ def test_nan_loss_of_one_batch_stops_with_the_step_and_term(tmp_path, run_cli):
     assert kept == ["ckpt-1.index", "ckpt-2.index"]
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("strategy", [[], ["--strategy=mirrored", "--cpu_devices=2"]], ids=["one", "mirrored"])
 def test_skip_step_drops_exactly_the_nan_update(tmp_path, run_cli, strategy):
     from tensorboard.backend.event_processing import event_accumulator
@@ -299,6 +313,7 @@ def test_skip_step_drops_exactly_the_nan_update(tmp_path, run_cli, strategy):
     assert counts == [(1, 0), (2, 0), (3, 1), (4, 1)]
 
 
+@pytest.mark.cli
 def test_skip_step_gives_up_after_ten_nan_steps_in_a_row(tmp_path, run_cli):
     """A learning rate of 1e30 makes every step after the first NaN: going back cannot recover."""
     result = train(run_cli, tmp_path / "run", "--hparams=learning_rate=1e30", "--on_nan=skip_step",
@@ -310,6 +325,7 @@ def test_skip_step_gives_up_after_ten_nan_steps_in_a_row(tmp_path, run_cli):
 
 # ----------------------------------------------------------------------------- 5. torn checkpoints
 
+@pytest.mark.cli
 @pytest.mark.parametrize("damage", ["truncated", "corrupt"])
 def test_a_torn_latest_checkpoint_resumes_from_the_one_before(tmp_path, run_cli, damage):
     model_dir = tmp_path / "run"
@@ -337,6 +353,7 @@ def test_a_torn_latest_checkpoint_resumes_from_the_one_before(tmp_path, run_cli,
         np.testing.assert_allclose(actual[key], expected[key], rtol=1e-5, atol=1e-6, err_msg=key)
 
 
+@pytest.mark.cli
 def test_no_checkpoint_that_restores_is_one_error_line(tmp_path, run_cli):
     model_dir = tmp_path / "run"
     steps = ["--train_steps=2", "--checkpoint_every=2", "--image_every=100", "--export=false"]
@@ -366,6 +383,7 @@ def resumable(two_step_run, tmp_path):
     return private_copy(two_step_run, tmp_path, "run")
 
 
+@pytest.mark.cli
 def test_resume_on_other_data_is_refused_naming_both(resumable, dataset, run_cli):
     before = (resumable / "config.json").read_bytes()
     result = train(run_cli, resumable, "--train_data=synthetic:32x64:20", "--train_steps=4")
@@ -374,6 +392,7 @@ def test_resume_on_other_data_is_refused_naming_both(resumable, dataset, run_cli
     assert (resumable / "config.json").read_bytes() == before
 
 
+@pytest.mark.cli
 def test_resume_on_the_same_data_by_another_path_is_accepted(resumable, dataset, run_cli, tmp_path):
     link = tmp_path / "link"
     link.symlink_to(dataset)
@@ -382,11 +401,13 @@ def test_resume_on_the_same_data_by_another_path_is_accepted(resumable, dataset,
     assert "step 3/3" in result.stdout and "step 1/3" not in result.stdout
 
 
+@pytest.mark.cli
 def test_resume_with_another_global_batch_size_is_one_error_line(resumable, dataset, run_cli):
     result = train(run_cli, resumable, f"--train_data={dataset}", "--train_steps=4", "--global_batch_size=4")
     assert_one_error(result, "--global_batch_size=4", "2")
 
 
+@pytest.mark.cli
 def test_resume_on_reconverted_shards_is_one_error_line(run_cli, tmp_path):
     data = tmp_path / "data"
     convert_synthetic(run_cli, data, "--num_examples=8", "--num_shards=2")
@@ -397,6 +418,7 @@ def test_resume_on_reconverted_shards_is_one_error_line(run_cli, tmp_path):
                      "--train_data", "3 shard(s)", "read 2")
 
 
+@pytest.mark.cli
 def test_dataset_json_count_that_disagrees_with_the_shards_is_refused(own_dataset, run_cli, tmp_path):
     info = json.loads((own_dataset / "dataset.json").read_text())
     info["splits"]["train"] = 500
@@ -406,6 +428,7 @@ def test_dataset_json_count_that_disagrees_with_the_shards_is_refused(own_datase
     assert not os.path.exists(tmp_path / "run" / "checkpoints")
 
 
+@pytest.mark.cli
 def test_empty_or_truncated_shard_is_refused_naming_it(own_dataset, run_cli, tmp_path):
     shard = own_dataset / "train-00001-of-00002.tfrecord"
     raw = shard.read_bytes()
@@ -416,6 +439,7 @@ def test_empty_or_truncated_shard_is_refused_naming_it(own_dataset, run_cli, tmp
     assert not os.path.exists(tmp_path / "b" / "checkpoints")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("family", ["crn", "pix2pix", "cyclegan", "segmenter"])
 @pytest.mark.parametrize("rate", ["-1", "0", "nan", "inf"])
 def test_non_positive_learning_rate_is_refused(family, rate):
@@ -428,11 +452,13 @@ def test_non_positive_learning_rate_is_refused(family, rate):
     assert config_lib.build_config(config_class, {"learning_rate": "0.5"}).learning_rate == 0.5
 
 
+@pytest.mark.cli
 def test_negative_learning_rate_on_the_command_line(tmp_path, run_cli):
     result = train(run_cli, tmp_path / "run", "--hparams=learning_rate=-1", "--dry_run")
     assert_one_error(result, "learning_rate", "-1")
 
 
+@pytest.mark.cli
 def test_model_dir_that_is_a_file_is_one_error_line(tmp_path, run_cli):
     path = tmp_path / "run"
     path.write_text("mine")
@@ -461,6 +487,7 @@ NOT_LABELS = {  # name -> (bytes, what the message must say)
 }
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", sorted(NOT_LABELS))
 def test_a_label_file_that_is_no_8_bit_single_channel_png_is_refused_saying_what_it_is(tmp_path, name):
     from tfsynth.data import sources
@@ -473,6 +500,7 @@ def test_a_label_file_that_is_no_8_bit_single_channel_png_is_refused_saying_what
     assert str(path) in str(error.value)
 
 
+@pytest.mark.unit
 def test_a_colour_label_is_read_when_drawn_exactly_in_the_palette_and_a_photo_is_not(tmp_path):
     from tfsynth.data import labels, sources
 
@@ -490,6 +518,7 @@ def test_a_colour_label_is_read_when_drawn_exactly_in_the_palette_and_a_photo_is
         sources.read_id_map(str(drawn), 35)  # the converter takes ids only
 
 
+@pytest.mark.cli
 def test_converter_refuses_a_jpeg_label_named_png(tmp_path, run_cli):
     root = tmp_path / "cs"
     run_cli(TOOL, "--format=synthetic", f"--out={root}", "--num_examples=2", "--size=32x64", "--layout=cityscapes")
@@ -529,6 +558,7 @@ SERVED_LABELS = {  # name -> (label tensor, what the message must say)
 }
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", sorted(SERVED_LABELS))
 def test_served_inputs_of_the_wrong_shape_or_values_say_what_is_wrong(served, name):
     import tensorflow as tf
@@ -555,6 +585,7 @@ PNG_LABELS = {
 }
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", sorted(PNG_LABELS))
 def test_predict_png_refuses_what_is_no_label_png_from_its_header(served, name):
     import tensorflow as tf

@@ -22,6 +22,8 @@ import pytest
 from cli_support import REPO_ROOT, cli_env
 from studio_support import saved_model_flag
 
+pytestmark = pytest.mark.browser
+
 INSTALL_HINT = ("apt-get update && apt-get install -y chromium (Debian; .ci/run does it), "
                 "python -m playwright install chromium, or point $TFSYNTH_CHROMIUM at a Chromium binary")
 

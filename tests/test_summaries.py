@@ -1,9 +1,12 @@
 """Tests for tfsynth.summaries.image_grid."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfsynth.summaries import image_grid
+
+pytestmark = pytest.mark.unit
 
 
 def test_image_grid_places_every_tile():

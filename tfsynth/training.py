@@ -305,9 +305,13 @@ class Run:
                                           training=False, batch_size=self.options.global_batch_size,
                                           shuffle=False, repeat=False, drop_remainder=False)
 
-    def fit(self) -> None:
+    def fit(self) -> dict:
         """Trains to ``total_steps`` from the newest checkpoint (or the warm start), then runs
-        the family's work after training; leaves the final state checkpointed and checked finite."""
+        the family's work after training; leaves the final state checkpointed and checked finite.
+
+        Returns:
+          the losses of the last step run here (empty when the run had already finished).
+        """
         import keras
         import tensorflow as tf
 
@@ -345,7 +349,7 @@ class Run:
         writer = summary_writer(model_dir, "train", is_chief)
         samples_dir = os.path.join(model_dir, "samples")
 
-        total = self.total_steps
+        total, values = self.total_steps, {}
         start_step, start_time = int(step_counter.numpy()), time.time()
         profiler = StepProfiler(options.profile_steps if is_chief else None, os.path.join(model_dir, "logs"))
         while int(step_counter.numpy()) < total:
@@ -359,8 +363,8 @@ class Run:
                 checkpoint.skipped_steps.assign_add(1)
                 print(f"step {step}: skipped ({nonfinite.describe_losses(losses)}; --on_nan=skip_step), "
                       f"{int(checkpoint.skipped_steps)} skipped so far", flush=True)
+            values = {name: float(value) for name, value in losses.items()}
             if step % options.log_every == 0 or step == total:
-                values = {name: float(value) for name, value in losses.items()}
                 rate = (step - start_step) / max(time.time() - start_time, 1e-9)
                 print(progress_line(step, total, rate, values, options.global_batch_size), flush=True)
                 if is_chief:
@@ -396,6 +400,7 @@ class Run:
             print(f"saved checkpoint {last_saved} (with the state computed after training)", flush=True)
         # What the caller exports next is what was checked and saved last.
         guard.check_state(step, "the export", last_saved)
+        return values
 
     def _restore_or_warm_start(self, checkpoint, manager) -> tuple[str, str | None]:
         """Resumes from the newest checkpoint that restores, else warm-starts or starts afresh.

@@ -83,6 +83,7 @@ def assert_nothing_written(out_dir):
 # ----------------------------------------------------------------------------- schema
 
 
+@pytest.mark.unit
 def test_schema_round_trip_png_keeps_every_array_exactly():
     rng = np.random.default_rng(1)
     image = rng.integers(0, 256, (16, 24, 3), dtype=np.uint8)
@@ -98,6 +99,7 @@ def test_schema_round_trip_png_keeps_every_array_exactly():
     np.testing.assert_array_equal(parsed["target"].numpy(), image[::-1])
 
 
+@pytest.mark.unit
 def test_schema_round_trip_jpeg_is_close_and_label_exact():
     y, x = np.mgrid[0:32, 0:48]
     image = np.stack([x * 5, y * 7, (x + y) * 3], axis=-1).astype(np.uint8)  # smooth, JPEG-friendly
@@ -111,12 +113,14 @@ def test_schema_round_trip_jpeg_is_close_and_label_exact():
     np.testing.assert_array_equal(parsed["label"].numpy(), label)
 
 
+@pytest.mark.unit
 def test_serialize_refuses_label_outside_label_space():
     example = Example(key="bad.png", image=np.zeros((4, 4, 3), np.uint8), label=np.full((4, 4), 35, np.uint8))
     with pytest.raises(DataError, match="bad.png"):
         tfrecord.serialize(example, num_classes=35)
 
 
+@pytest.mark.unit
 def test_list_shards_rejects_missing_split_and_incomplete_shard_set(tmp_path):
     out = str(tmp_path)
     examples = [Example(key=str(i), image=np.full((4, 4, 3), i, np.uint8)) for i in range(3)]
@@ -134,6 +138,7 @@ def test_list_shards_rejects_missing_split_and_incomplete_shard_set(tmp_path):
 # ----------------------------------------------------------------------------- resizing
 
 
+@pytest.mark.unit
 def test_resize_uses_nearest_for_ids_and_antialiased_bicubic_for_photos():
     rng = np.random.default_rng(2)
     label = rng.choice(np.array([0, 7, 26, 33], np.uint8), size=(64, 128))
@@ -153,6 +158,7 @@ def test_resize_uses_nearest_for_ids_and_antialiased_bicubic_for_photos():
     assert np.abs(resized.image.astype(np.float64) - 127.5).max() < 16
 
 
+@pytest.mark.unit
 def test_default_num_shards():
     assert convert.default_num_shards(1) == 1
     assert convert.default_num_shards(200) == 1
@@ -163,6 +169,7 @@ def test_default_num_shards():
 # ----------------------------------------------------------------------------- sources in process
 
 
+@pytest.mark.unit
 def test_cityscapes_source_is_sorted_and_reads_ids(tmp_path):
     files = write_cityscapes(str(tmp_path), count=3)
     listed = sources.cityscapes(str(tmp_path), "train")
@@ -173,6 +180,7 @@ def test_cityscapes_source_is_sorted_and_reads_ids(tmp_path):
     assert example.instance.max() > 255
 
 
+@pytest.mark.unit
 def test_cityscapes_missing_label_names_the_file(tmp_path):
     files = write_cityscapes(str(tmp_path), count=2)
     os.remove(files[0][1])
@@ -180,6 +188,7 @@ def test_cityscapes_missing_label_names_the_file(tmp_path):
         sources.cityscapes(str(tmp_path), "train")[0].read()
 
 
+@pytest.mark.unit
 def test_image_folder_domains_are_splits(tmp_path):
     for domain, count in (("trainA", 2), ("trainB", 3)):
         for index in range(count):
@@ -197,6 +206,7 @@ def test_image_folder_domains_are_splits(tmp_path):
     assert "label" not in records[0]
 
 
+@pytest.mark.unit
 def test_paired_folders_reads_labels_and_checks_their_range(tmp_path):
     src, out = tmp_path / "src", str(tmp_path / "out")
     label = np.arange(6 * 8, dtype=np.uint8).reshape(6, 8) % 19
@@ -212,6 +222,7 @@ def test_paired_folders_reads_labels_and_checks_their_range(tmp_path):
         sources.paired_folders(str(src), "train", "cityscapes20")[0].read()
 
 
+@pytest.mark.unit
 def test_failed_split_leaves_no_shards_and_skip_bad_counts(tmp_path):
     files = write_cityscapes(str(tmp_path / "src"), count=4)
     truncate(files[2][0])
@@ -227,6 +238,7 @@ def test_failed_split_leaves_no_shards_and_skip_bad_counts(tmp_path):
     assert any(line.startswith("skipped") and files[2][0] in line for line in logged)
 
 
+@pytest.mark.unit
 def test_convert_replaces_old_shards_and_logs_progress(tmp_path):
     listed = [sources.LazyExample(str(i), lambda i=i: Example(str(i), np.full((4, 6, 3), i, np.uint8)))
               for i in range(5)]
@@ -243,6 +255,7 @@ def test_convert_replaces_old_shards_and_logs_progress(tmp_path):
 # ----------------------------------------------------------------------------- the real CLI
 
 
+@pytest.mark.cli
 def test_cli_synthetic_cityscapes_layout_round_trip(tmp_path):
     raw, out = str(tmp_path / "raw"), str(tmp_path / "tfr")
     made = run_tool("--format=synthetic", "--layout=cityscapes", f"--out={raw}", "--size=64x128",
@@ -283,6 +296,7 @@ def test_cli_synthetic_cityscapes_layout_round_trip(tmp_path):
             assert record["image"].shape == (32, 64, 3)
 
 
+@pytest.mark.cli
 def test_cli_synthetic_tfrecord_layout_splits_differ(tmp_path):
     out = str(tmp_path / "tfr")
     result = run_tool("--format=synthetic", f"--out={out}", "--size=32x64", "--num_examples=10")
@@ -295,6 +309,7 @@ def test_cli_synthetic_tfrecord_layout_splits_differ(tmp_path):
     assert not any(np.array_equal(val[0]["image"], record["image"]) for record in train)
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("defect", ["truncated_photo", "size_mismatch", "label_id_200", "missing_instance"])
 def test_cli_bad_example_fails_naming_the_file(tmp_path, defect):
     src, out = str(tmp_path / "src"), str(tmp_path / "out")
@@ -318,6 +333,7 @@ def test_cli_bad_example_fails_naming_the_file(tmp_path, defect):
     assert_nothing_written(out)
 
 
+@pytest.mark.cli
 def test_cli_missing_src_and_empty_split_fail_naming_the_folder(tmp_path):
     missing = str(tmp_path / "nowhere")
     result = run_tool("--format=cityscapes", f"--src={missing}", f"--out={tmp_path / 'out'}")
@@ -335,6 +351,7 @@ def test_cli_missing_src_and_empty_split_fail_naming_the_folder(tmp_path):
     assert_nothing_written(str(tmp_path / "out"))
 
 
+@pytest.mark.cli
 def test_cli_skip_bad_skips_exactly_the_bad_examples(tmp_path):
     src, out = str(tmp_path / "src"), str(tmp_path / "out")
     files = write_cityscapes(src, count=5)
@@ -353,6 +370,7 @@ def test_cli_skip_bad_skips_exactly_the_bad_examples(tmp_path):
     assert files[1][0] in skip_lines[0] and files[3][1] in skip_lines[1]
 
 
+@pytest.mark.cli
 def test_cli_help_is_fast_and_bad_flags_fail():
     start = time.monotonic()
     result = run_tool("--help")
@@ -374,6 +392,7 @@ def test_cli_help_is_fast_and_bad_flags_fail():
     assert no_src.returncode != 0 and "--src" in no_src.stderr
 
 
+@pytest.mark.unit
 def test_build_synthetic_caches(tmp_path):
     out = str(tmp_path / "synthetic")
     assert convert.build_synthetic(out, 3, 1, 32, 64, seed=5, log=lambda line: None) == out

@@ -11,6 +11,8 @@ import pytest
 
 from tfsynth.data import labels
 
+pytestmark = pytest.mark.unit
+
 # CRN's 19 train-class colours, trainId order (REFERENCE.md 1(e)).
 CRN_TRAIN_COLORS = [
     (128, 64, 128),   # 0 road

@@ -14,6 +14,8 @@ from scipy import ndimage
 from tfsynth.data import labels, sources, synthetic, tfrecord
 from tfsynth.data.tfrecord import DataError
 
+pytestmark = pytest.mark.family("pix2pix")
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOL = os.path.join("tools", "build_tfrecords.py")
 SIZE = 64
@@ -61,6 +63,7 @@ def halves(path):
 
 # ----------------------------------------------------------------------------- the reader
 
+@pytest.mark.unit
 def test_labels_to_photo_btoa_maps_colours_to_ids(tmp_path):
     # pix2pix's own setting: JPEG quality 100 without chroma subsampling -> every id survives.
     scenes = write_ab(tmp_path, quality=100, subsampling=0)
@@ -73,6 +76,7 @@ def test_labels_to_photo_btoa_maps_colours_to_ids(tmp_path):
         assert example.target is None
 
 
+@pytest.mark.unit
 def test_colour_to_id_mapping_survives_lossy_jpeg(tmp_path):
     scenes = write_ab(tmp_path, quality=75)  # 4:2:0 chroma: colours bleed across edges
     examples = [lazy.read() for lazy in sources.pix2pix_ab(str(tmp_path), "train", "cityscapes35", "BtoA")]
@@ -83,6 +87,7 @@ def test_colour_to_id_mapping_survives_lossy_jpeg(tmp_path):
         assert agree.mean() > 0.9 and agree[interior].mean() > 0.995, (agree.mean(), agree[interior].mean())
 
 
+@pytest.mark.unit
 def test_direction_picks_the_input_half_and_photo_pairs_use_target(tmp_path):
     write_ab(tmp_path, count=1, quality=95)
     photo, coloured = halves(tmp_path / "train" / "0.jpg")
@@ -100,6 +105,7 @@ def test_direction_picks_the_input_half_and_photo_pairs_use_target(tmp_path):
         wrong.read()
 
 
+@pytest.mark.unit
 def test_reader_errors_name_the_file_or_folder(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         sources.pix2pix_ab(str(tmp_path / "nowhere"), "train", None, "AtoB")
@@ -116,6 +122,7 @@ def test_reader_errors_name_the_file_or_folder(tmp_path):
 
 # ----------------------------------------------------------------------------- the tool
 
+@pytest.mark.cli
 def test_cli_writes_label_records_and_dataset_json(tmp_path):
     src, out = tmp_path / "ab", tmp_path / "out"
     scenes = write_ab(src, quality=100, subsampling=0)
@@ -132,6 +139,7 @@ def test_cli_writes_label_records_and_dataset_json(tmp_path):
         assert record["image"].shape == (SIZE, SIZE, 3)
 
 
+@pytest.mark.cli
 def test_cli_photo_pairs_store_the_input_as_target(tmp_path):
     src, out = tmp_path / "ab", tmp_path / "out"
     write_ab(src, count=2, quality=95)
@@ -147,6 +155,7 @@ def test_cli_photo_pairs_store_the_input_as_target(tmp_path):
     assert "label" not in first
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("case", ["odd_width", "empty_split", "missing_dir", "missing_split"])
 def test_cli_bad_input_fails_naming_the_file_or_folder(tmp_path, case):
     src, out = tmp_path / "ab", tmp_path / "out"
@@ -172,6 +181,7 @@ def test_cli_bad_input_fails_naming_the_file_or_folder(tmp_path, case):
     assert not os.path.exists(out / "dataset.json")
 
 
+@pytest.mark.cli
 def test_cli_direction_is_required_and_only_for_pix2pix_ab(tmp_path):
     result = run_tool("--format=pix2pix_ab", f"--src={tmp_path}", f"--out={tmp_path / 'o'}")
     assert result.returncode != 0 and "--direction is required" in result.stderr
@@ -183,6 +193,7 @@ def test_cli_direction_is_required_and_only_for_pix2pix_ab(tmp_path):
     assert result.returncode != 0 and "--label_space=none only applies" in result.stderr
 
 
+@pytest.mark.cli
 def test_cityscapes_layout_at_256x256_gives_the_same_pairs(tmp_path):
     """--format=cityscapes --size=256x256 squashes the official layout to pix2pix's 256x256
     pairs, as prepare_cityscapes_dataset.py does; its AB JPEGs converted with pix2pix_ab agree."""

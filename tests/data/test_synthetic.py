@@ -36,6 +36,7 @@ def mean_color(scene, name):
 # ----------------------------------------------------------------------------- determinism
 
 
+@pytest.mark.unit
 def test_same_arguments_give_identical_scenes():
     a, b = (synthetic.render_scene(3, 7, 64, 128) for _ in range(2))
     np.testing.assert_array_equal(a.image, b.image)
@@ -44,6 +45,7 @@ def test_same_arguments_give_identical_scenes():
     assert a.key == b.key == "synthetic_s3_000007"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("seed, index", [(3, 8), (4, 7)])
 def test_other_index_or_seed_gives_other_scene(seed, index):
     reference = synthetic.render_scene(3, 7, 64, 128)
@@ -53,6 +55,7 @@ def test_other_index_or_seed_gives_other_scene(seed, index):
     assert other.key == f"synthetic_s{seed}_{index:06d}"
 
 
+@pytest.mark.unit
 def test_layout_does_not_depend_on_size():
     for index in range(3):
         small = synthetic.render_scene(0, index, 64, 128).label
@@ -61,6 +64,7 @@ def test_layout_does_not_depend_on_size():
         assert (shrunk == small).mean() > 0.9
 
 
+@pytest.mark.unit
 def test_generate_yields_the_requested_indices():
     made = list(synthetic.generate(3, 32, 64, seed=2, start=5))
     assert [scene.key for scene in made] == [f"synthetic_s2_{i:06d}" for i in (5, 6, 7)]
@@ -73,6 +77,7 @@ def test_generate_yields_the_requested_indices():
 
 @pytest.mark.parametrize("height, width", [(32, 32), (32, 64), (64, 128), (96, 96), (33, 65),
                                            (100, 40)])
+@pytest.mark.unit
 def test_shapes_and_dtypes(height, width):
     scene = synthetic.render_scene(1, 2, height, width)
     assert scene.image.shape == (height, width, 3) and scene.image.dtype == np.uint8
@@ -84,16 +89,19 @@ def test_shapes_and_dtypes(height, width):
 
 @pytest.mark.parametrize("args", [(0, 0, 31, 64), (0, 0, 64, 31), (-1, 0, 64, 128),
                                   (0, -1, 64, 128)])
+@pytest.mark.unit
 def test_bad_arguments_raise(args):
     with pytest.raises(ValueError):
         synthetic.render_scene(*args)
 
 
+@pytest.mark.unit
 def test_label_ids_are_official_cityscapes_label_ids(batch):
     for scene in batch + scenes(4, 33, 65, seed=9):
         assert set(np.unique(scene.label).tolist()) <= OFFICIAL_IDS
 
 
+@pytest.mark.unit
 def test_main_classes_appear(batch):
     seen = set().union(*(np.unique(scene.label).tolist() for scene in batch))
     for name in ("road", "sidewalk", "building", "sky", "car", "vegetation", "person", "pole",
@@ -102,6 +110,7 @@ def test_main_classes_appear(batch):
     assert all((scene.label == ID["road"]).mean() > 0.15 for scene in batch)
 
 
+@pytest.mark.unit
 def test_instance_ids_follow_cityscapes_convention(batch):
     cars_seen = 0
     for scene in batch:
@@ -117,6 +126,7 @@ def test_instance_ids_follow_cityscapes_convention(batch):
 # ----------------------------------------------------------------------------- photo statistics
 
 
+@pytest.mark.unit
 def test_label_is_informative_about_the_photo(batch):
     for scene in batch:
         sky, road = mean_color(scene, "sky"), mean_color(scene, "road")
@@ -134,6 +144,7 @@ def test_label_is_informative_about_the_photo(batch):
         assert roughness("sky") < 3 < roughness("road")  # smooth sky, grainy asphalt
 
 
+@pytest.mark.unit
 def test_one_label_many_photos(batch):
     car_colors = [scene.image[scene.instance == car].astype(np.float64).mean(0)
                   for scene in batch for car in np.unique(scene.instance[scene.label == ID["car"]])]
@@ -146,6 +157,7 @@ def test_one_label_many_photos(batch):
 # ----------------------------------------------------------------------------- files
 
 
+@pytest.mark.unit
 def test_write_cityscapes_layout(tmp_path):
     root = tmp_path / "cityscapes"
     names = synthetic.write_cityscapes_layout(root, 2, 32, 64, seed=1, split="val",
@@ -178,11 +190,13 @@ def test_write_cityscapes_layout(tmp_path):
 # ----------------------------------------------------------------------------- cost
 
 
+@pytest.mark.cli
 def test_no_tensorflow_import():
     code = "import sys, tfsynth.data.synthetic; sys.exit('tensorflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT).returncode == 0
 
 
+@pytest.mark.unit
 def test_small_scenes_render_fast():
     synthetic.render_scene(0, 0, 64, 128)
     start = time.process_time()

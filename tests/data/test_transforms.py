@@ -1,9 +1,12 @@
 """Tests for tfsynth.data.transforms: joint random jitter and resize of photo, label, instance."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfsynth.data import transforms
+
+pytestmark = pytest.mark.unit
 
 HEIGHT, WIDTH = 24, 40
 CROP = (16, 32)

@@ -8,6 +8,8 @@ import tensorflow as tf
 from tfsynth.layers import (AreaDownsample2D, BilinearResize, SlicedCropping2D, SlimLayerNormalization, SmallMapConv2D,
                             SmallMapConv2DTranspose)
 
+pytestmark = pytest.mark.unit
+
 
 # ----------------------------------------------------------------- SlimLayerNormalization
 

@@ -10,6 +10,8 @@ from tfsynth.metrics.diversity import (
 )
 from tfsynth.perceptual import VGGFeatures
 
+pytestmark = pytest.mark.unit
+
 
 def _constant_outputs(values, h=4, w=6):
     """[N, K, H, W, 3] images, output k of input n filled with values[n][k]."""

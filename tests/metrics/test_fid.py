@@ -21,6 +21,8 @@ from tfsynth.metrics.fid import (
     polynomial_mmd2_unbiased,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def _random_psd(d, rng):
     a = rng.normal(size=(d, d))

@@ -6,6 +6,8 @@ import tensorflow as tf
 
 from tfsynth.metrics.image_quality import MeanMetric, psnr, ssim
 
+pytestmark = pytest.mark.unit
+
 
 def _pair(shape=(3, 32, 48, 3), seed=0):
     rng = np.random.default_rng(seed)

@@ -8,6 +8,8 @@ from PIL import Image
 
 from tfsynth.metrics.report import ORACLE, markdown_table, write_image_grid, write_report
 
+pytestmark = pytest.mark.unit
+
 ROWS = [
     {"model": "crn", "pixel_accuracy": np.float64(0.7055), "mean_iou": 0.3483, "fid": 104.7,
      "kid_mean": 0.0123, "kid_std": 0.0011, "per_class_iou": [0.9, float("nan")],

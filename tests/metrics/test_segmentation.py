@@ -11,6 +11,8 @@ from tfsynth.metrics.segmentation import (
     train_ids_from_label_ids,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def test_identical_predictions_score_perfectly():
     labels = np.random.default_rng(0).integers(0, 19, (2, 16, 32))

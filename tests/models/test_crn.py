@@ -10,6 +10,8 @@ from tfsynth.layers import SlimLayerNormalization
 from tfsynth.models import crn
 from tfsynth.models.crn import CRN, ChannelMajorImages, CRNConfig, build_generator, module_height
 
+pytestmark = pytest.mark.family("crn")
+
 # REFERENCE 1(b): module width per height, and conv1 input channels (20 label channels included).
 PAPER_WIDTHS = {4: 1024, 8: 1024, 16: 1024, 32: 1024, 64: 1024, 128: 512, 256: 512, 512: 128,
                 1024: 32}
@@ -38,6 +40,7 @@ def _random_batch(batch=2, height=32, width=64, seed=0):
 
 # ------------------------------------------------------------------------- architecture
 
+@pytest.mark.paper
 def test_parameter_counts_match_reference(paper_256p):
     assert paper_256p.count_params() == 97_875_483
     g512 = build_generator(CRNConfig(image_size=(512, 1024), num_outputs=1, loss="simple"))
@@ -46,16 +49,15 @@ def test_parameter_counts_match_reference(paper_256p):
     assert g1024.count_params() == 98_674_531
 
 
-def test_paper_256p_forward_pass_shape(paper_256p):
+@pytest.mark.paper
+def test_paper_256p_input_and_output_shapes(paper_256p):
+    # Symbolic: the paper-size network is built and counted, never run (the tiny one runs the same code).
     assert tuple(paper_256p.input_shape) == (None, None, None, 20)
     assert tuple(paper_256p.output_shape) == (None, 9, None, None, 3)
-    ids = np.random.default_rng(0).integers(0, 20, (1, 256, 512))
-    out = paper_256p(np.eye(20, dtype=np.float32)[ids])
-    assert tuple(out.shape) == (1, 9, 256, 512, 3)
-    assert out.dtype == tf.float32
-    assert np.all(np.isfinite(out.numpy()))
+    assert paper_256p.output.dtype == "float32"
 
 
+@pytest.mark.paper
 def test_module_names_and_widths_paper(paper_256p):
     convs = {layer.name: layer for layer in paper_256p.layers
              if isinstance(layer, keras.layers.Conv2D)}
@@ -70,6 +72,7 @@ def test_module_names_and_widths_paper(paper_256p):
     assert tuple(convs["g_256_output"].kernel.shape) == (1, 1, 512, 27)
 
 
+@pytest.mark.paper
 def test_module_widths_512p_and_1024p_and_cap():
     config = CRNConfig(image_size=(1024, 2048), num_outputs=1, loss="simple")
     assert config.module_heights == [4, 8, 16, 32, 64, 128, 256, 512, 1024]
@@ -85,6 +88,7 @@ def test_module_widths_512p_and_1024p_and_cap():
     assert generator.get_layer("g_8_conv1").kernel.shape[2] == 16 + 20
 
 
+@pytest.mark.unit
 def test_conv_bias_norm_and_lrelu(paper_256p):
     convs = [layer for layer in paper_256p.layers if isinstance(layer, keras.layers.Conv2D)]
     for layer in convs:
@@ -104,6 +108,7 @@ def test_conv_bias_norm_and_lrelu(paper_256p):
     np.testing.assert_allclose(SlimLayerNormalization(negative_slope=0.2)(x).numpy(), [[[[-0.2, 1.0]]]], rtol=1e-6)
 
 
+@pytest.mark.unit
 def test_channel_major_images_regrouping():
     k_count = 9
     # Each channel holds its own index j: x[..., j] = j.
@@ -118,12 +123,14 @@ def test_channel_major_images_regrouping():
         None, 9, 3, 4, 3)
 
 
+@pytest.mark.unit
 def test_channel_major_images_scale():
     x = np.array([-1.0, 0.0, 1.0], np.float32).reshape(1, 1, 1, 3)
     out = ChannelMajorImages(1)(x).numpy()
     np.testing.assert_allclose(out.reshape(-1), [0.0, 127.5, 255.0])
 
 
+@pytest.mark.unit
 def test_module_height():
     assert module_height("g_256_conv1") == 256
     assert module_height("g_4_conv2_norm") == 4
@@ -133,12 +140,14 @@ def test_module_height():
     assert module_height("g_upsample") is None
 
 
+@pytest.mark.unit
 def test_module_height_of_names_without_underscore():
     # "The module a generator layer belongs to, or None" -- a bare name must not crash.
     assert module_height("g") is None
     assert module_height("generator") is None
 
 
+@pytest.mark.unit
 def test_trainable_from_height_restricts_variables():
     config = CRNConfig(image_size=(256, 512), max_channels=8, trainable_from_height=128)
     model = CRN(config)
@@ -167,11 +176,13 @@ def test_trainable_from_height_restricts_variables():
     (dict(loss="l2"), "loss"),
     (dict(num_outputs=0), "num_outputs"),
 ])
+@pytest.mark.unit
 def test_config_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):
         CRNConfig(**kwargs)
 
 
+@pytest.mark.unit
 def test_config_defaults_are_the_paper_256p():
     config = CRNConfig()
     assert config.image_size == (256, 512) and config.num_outputs == 9
@@ -210,10 +221,12 @@ def _check_train_step(config):
     return model
 
 
+@pytest.mark.unit
 def test_train_step_diversity_loss():
     _check_train_step(_tiny_config())
 
 
+@pytest.mark.unit
 def test_train_step_simple_loss():
     _check_train_step(_tiny_config(num_outputs=1, loss="simple"))
 
@@ -225,6 +238,7 @@ def _avg_pool_np(x, levels):
     return x
 
 
+@pytest.mark.unit
 def test_diversity_losses_match_numpy_reference():
     config = _tiny_config()
     model = CRN(config)
@@ -259,6 +273,7 @@ def test_diversity_losses_match_numpy_reference():
         assert result[f"p{i}"] == pytest.approx((selection * error).sum((1, 2)).mean(), rel=1e-4)
 
 
+@pytest.mark.unit
 def test_simple_losses_match_numpy_reference():
     config = _tiny_config(num_outputs=2, loss="simple")
     model = CRN(config)
@@ -276,6 +291,7 @@ def test_simple_losses_match_numpy_reference():
         assert result[f"p{i}"] == pytest.approx(expected, rel=1e-4)
 
 
+@pytest.mark.unit
 def test_generate_at_another_size():
     model = CRN(_tiny_config())
     assert model.size_multiple == 8
@@ -289,6 +305,7 @@ def test_generate_at_another_size():
     np.testing.assert_allclose(images.numpy(), model.generator(one_hot).numpy(), atol=1e-4)
 
 
+@pytest.mark.unit
 def test_endpoint_serves_the_first_image_and_all_k():
     model = CRN(_tiny_config())
     assert model.record_fields == ("image", "label")
@@ -306,6 +323,7 @@ def test_endpoint_serves_the_first_image_and_all_k():
     np.testing.assert_allclose(outputs["image"].numpy(), images[:, 0], atol=1e-4)
 
 
+@pytest.mark.unit
 def test_eval_metrics_compare_the_first_image_and_the_k_outputs():
     model = CRN(_tiny_config())
     batch = _random_batch(seed=5)
@@ -320,6 +338,7 @@ def test_eval_metrics_compare_the_first_image_and_the_k_outputs():
     assert metrics["diversity_pixel_l1"] == pytest.approx(np.mean(pairs), rel=1e-4)
 
 
+@pytest.mark.unit
 def test_label_ids_use_crn_mapping():
     model = CRN(_tiny_config())
     ids = model.label_ids(tf.constant([[7, 18, 34, 29, 0, 33]], tf.uint8)).numpy()

@@ -12,6 +12,8 @@ from tfsynth.models import cyclegan
 from tfsynth.models.cyclegan import CycleGAN, CycleGANConfig, ImagePool, pool_update
 from tfsynth.schedules import LinearDecay
 
+pytestmark = [pytest.mark.unit, pytest.mark.family("cyclegan")]
+
 G_LOSS_KEYS = {"gan_a", "gan_b", "cycle_a", "cycle_b", "idt_a", "idt_b", "total"}
 D_LOSS_KEYS = {"D/a", "D/b", "D/total"}
 LOSS_KEYS = G_LOSS_KEYS | D_LOSS_KEYS

@@ -11,6 +11,8 @@ from tfsynth.models.fastgan import (GLU, FastGAN, FastGANConfig, NoiseInjection,
                                     build_discriminator, quarter, skip_layer_excitation)
 from tfsynth.perceptual import PerceptualWeightsError, load_lpips_weights
 
+pytestmark = [pytest.mark.unit, pytest.mark.family("fastgan")]
+
 
 def tiny(**overrides):
     values = dict(resolution=64, latent_size=16, generator_filters=4, discriminator_filters=4, decoder_filters=4,

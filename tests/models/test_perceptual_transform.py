@@ -25,6 +25,7 @@ def _count(network):
 
 # ------------------------------------------------------------------ architecture
 
+@pytest.mark.unit
 @pytest.mark.parametrize("norm", ["batch", "instance"])
 def test_paper_parameter_counts(norm):
     pt = _configs()
@@ -33,6 +34,7 @@ def test_paper_parameter_counts(norm):
     assert _count(pt.build_super_resolution_network(pt.SuperResolutionConfig(scale=8, norm=norm))) == 438_915
 
 
+@pytest.mark.unit
 def test_style_output_is_as_large_as_the_input_on_the_0_255_scale():
     pt = _configs()
     network = pt.build_style_network(pt.StyleTransferConfig())
@@ -44,6 +46,7 @@ def test_style_output_is_as_large_as_the_input_on_the_0_255_scale():
         assert output.min() >= 103.939 - 150 - 1e-3 and output.max() <= 123.68 + 150 + 1e-3
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("scale", [4, 8])
 def test_super_resolution_output_is_exactly_scale_times_larger(scale):
     pt = _configs()
@@ -51,6 +54,7 @@ def test_super_resolution_output_is_exactly_scale_times_larger(scale):
     assert network(np.zeros((2, 18, 25, 3), np.float32)).shape == (2, 18 * scale, 25 * scale, 3)
 
 
+@pytest.mark.unit
 def test_reflection_pad_is_what_the_unpadded_residual_blocks_remove():
     pt = _configs()
     assert pt.reflection_pad(5, 2) == 40  # the paper's 40-pixel reflection padding at 256x256
@@ -59,6 +63,7 @@ def test_reflection_pad_is_what_the_unpadded_residual_blocks_remove():
 
 # ------------------------------------------------------------------ losses
 
+@pytest.mark.unit
 def test_gram_matrix_and_style_loss_by_hand():
     import tensorflow as tf
 
@@ -76,6 +81,7 @@ def test_gram_matrix_and_style_loss_by_hand():
     assert float(losses.style_loss([features], [target])) == 0.0
 
 
+@pytest.mark.unit
 def test_feature_reconstruction_loss_is_a_mean_of_squares():
     import tensorflow as tf
 
@@ -84,6 +90,7 @@ def test_feature_reconstruction_loss_is_a_mean_of_squares():
     assert float(losses.feature_reconstruction_loss(tf.constant([[1.0, 2.0]]), tf.constant([[0.0, 0.0]]))) == 2.5
 
 
+@pytest.mark.unit
 def test_total_variation_on_a_known_image():
     import tensorflow as tf
 
@@ -98,6 +105,7 @@ def test_total_variation_on_a_known_image():
 
 # ------------------------------------------------------------------ the degradation
 
+@pytest.mark.unit
 def test_degradation_is_gaussian_blur_then_bicubic_as_scipy_and_pil_compute_it():
     """Blur: scipy.ndimage.gaussian_filter (sigma 1, mode reflect, truncate 4), to 1e-3. Then
     PIL's bicubic downsampling of the float image (antialiased, a = -0.5), rounded: at most one
@@ -122,12 +130,14 @@ def test_degradation_is_gaussian_blur_then_bicubic_as_scipy_and_pil_compute_it()
         assert np.abs(ours.astype(int) - expected.astype(int)).max() <= 1
 
 
+@pytest.mark.unit
 def test_degradation_crops_to_a_multiple_of_the_scale():
     from tfsynth.data import transforms
 
     assert transforms.degrade_for_super_resolution(np.zeros((1, 67, 70, 3), np.uint8), 4).shape == (1, 16, 17, 3)
 
 
+@pytest.mark.unit
 def test_content_image_smaller_than_the_crop_is_enlarged_then_cropped():
     import tensorflow as tf
 
@@ -147,6 +157,7 @@ def test_content_image_smaller_than_the_crop_is_enlarged_then_cropped():
 
 @pytest.mark.parametrize("name,extra", [("style_transfer", "norm=batch"), ("super_resolution", "loss=pixel,norm=batch"),
                                         ("super_resolution", "scale=8,crop_size=64")])
+@pytest.mark.unit
 def test_one_training_step_gives_finite_losses(name, extra):
     import keras
 
@@ -162,6 +173,7 @@ def test_one_training_step_gives_finite_losses(name, extra):
 
 # ------------------------------------------------------------------ the style image
 
+@pytest.mark.unit
 def test_style_image_is_copied_into_the_run_and_read_from_there(tmp_path):
     from PIL import Image
 
@@ -181,6 +193,7 @@ def test_style_image_is_copied_into_the_run_and_read_from_there(tmp_path):
     assert pt.StyleTransfer(config).style_image_path == str(source)  # until a run directory is given
 
 
+@pytest.mark.unit
 def test_builtin_style_image_is_deterministic_and_copied(tmp_path):
     pt = _configs()
     first, second = pt.builtin_style_image(), pt.builtin_style_image()
@@ -192,6 +205,7 @@ def test_builtin_style_image_is_deterministic_and_copied(tmp_path):
     assert model.style_image().shape == (64, 64, 3)
 
 
+@pytest.mark.unit
 def test_unreadable_style_image_is_a_data_error_naming_it(tmp_path):
     from tfsynth.data.tfrecord import DataError
 
@@ -204,6 +218,7 @@ def test_unreadable_style_image_is_a_data_error_naming_it(tmp_path):
     assert not any(name.startswith("style_image") for name in os.listdir(tmp_path))
 
 
+@pytest.mark.cli
 def test_missing_style_image_fails_training_with_one_error_line(run_cli, tmp_path):
     from family_support import smoke_flagfile
 
@@ -230,6 +245,7 @@ def sr_export(tmp_path_factory, cache_dir):
     return model, data_dir, path
 
 
+@pytest.mark.unit
 def test_export_refuses_inputs_whose_output_exceeds_max_size(sr_export):
     import tensorflow as tf
 
@@ -246,6 +262,7 @@ def test_export_refuses_inputs_whose_output_exceeds_max_size(sr_export):
     assert info["endpoints"][0]["scale"] == 4 and info["endpoints"][0]["inputs"][0]["source"] == "degraded_image"
 
 
+@pytest.mark.cli
 def test_evaluate_bicubic_row_equals_a_direct_psnr(sr_export, run_cli, tmp_path):
     """The bicubic row: the record's photo degraded by the shared function, upsampled bicubically
     (tf.image.resize), PSNR per image in numpy, averaged; to 1e-3 dB."""
@@ -275,6 +292,7 @@ def test_evaluate_bicubic_row_equals_a_direct_psnr(sr_export, run_cli, tmp_path)
     assert bicubic_row["psnr"] > rows["sr"]["psnr"]
 
 
+@pytest.mark.cli
 def test_evaluate_takes_photos_of_several_sizes_batching_each_size_apart(sr_export, run_cli, tmp_path):
     """A folder of photos as they come (three sizes in one split): every photo is scored at its
     own size; the bicubic row is the mean of the per-photo PSNRs."""

@@ -10,6 +10,8 @@ from tfsynth.data import labels
 from tfsynth.models.pix2pix import (Pix2Pix, Pix2PixBatchNormalization, Pix2PixConfig, SeededDropout,
                                     build_discriminator, build_generator)
 
+pytestmark = [pytest.mark.unit, pytest.mark.family("pix2pix")]
+
 D_LOSS_KEYS = {"D/real", "D/fake", "D/total"}
 G_LOSS_KEYS = {"gan", "l1", "total"}
 LOSS_KEYS = D_LOSS_KEYS | G_LOSS_KEYS

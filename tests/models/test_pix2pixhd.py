@@ -11,6 +11,8 @@ from tfsynth.layers.discriminators import build_feature_discriminator
 from tfsynth.models.pix2pixhd import (Pix2PixHD, Pix2PixHDConfig, build_encoder, instance_average,
                                       instance_edges)
 
+pytestmark = pytest.mark.family("pix2pixhd")
+
 
 def tiny(**overrides):
     values = dict(image_size=(32, 64), base_filters=4, global_downsamplings=2, global_blocks=1,
@@ -33,6 +35,7 @@ def batch(size=(32, 64), seed=0):
 
 # ------------------------------------------------------------------------- architecture
 
+@pytest.mark.paper
 def test_parameter_counts_of_the_paper_networks():
     global_g = Pix2PixHD(Pix2PixHDConfig())
     assert global_g.parameter_counts() == {"generator": 182_546_755, "D0": 2_801_601, "D1": 2_801_601}
@@ -43,6 +46,7 @@ def test_parameter_counts_of_the_paper_networks():
     assert local["generator"] == 182_857_059 and sorted(local) == ["D0", "D1", "D2", "generator"]
 
 
+@pytest.mark.unit
 def test_multiscale_discriminator_output_sizes_at_512x1024():
     discriminator = build_feature_discriminator(39)
     outputs = discriminator(tf.zeros([1, 512, 1024, 39]))
@@ -52,6 +56,7 @@ def test_multiscale_discriminator_output_sizes_at_512x1024():
     assert tuple(half[-1].shape[1:3]) == (35, 67)  # the second scale sees 256x512
 
 
+@pytest.mark.unit
 def test_average_pool_excludes_padding_like_pytorch():
     x = tf.reshape(tf.range(1.0, 17.0), [1, 4, 4, 1])
     pooled = AvgPoolDownsample()(x)[0, ..., 0].numpy()
@@ -61,6 +66,7 @@ def test_average_pool_excludes_padding_like_pytorch():
     np.testing.assert_allclose(pooled, expected, rtol=1e-6)
 
 
+@pytest.mark.unit
 def test_local_enhancer_names_the_global_layers_as_the_global_generator():
     global_names = {layer.name for layer in Pix2PixHD(tiny()).generator.layers if layer.weights}
     local = Pix2PixHD(tiny(generator="local", base_filters=2, image_size=(32, 64)))
@@ -72,6 +78,7 @@ def test_local_enhancer_names_the_global_layers_as_the_global_generator():
 
 # ------------------------------------------------------------------------ instance maps
 
+@pytest.mark.unit
 def test_edge_map_marks_both_pixels_of_every_differing_neighbour_pair():
     instance = np.array([[[1, 1, 2],
                           [1, 1, 2],
@@ -83,6 +90,7 @@ def test_edge_map_marks_both_pixels_of_every_differing_neighbour_pair():
     assert not instance_edges(tf.ones([1, 3, 3], tf.int32)).numpy().any()
 
 
+@pytest.mark.unit
 def test_instance_average_replaces_features_by_their_instance_mean():
     features = tf.constant([[[[1.0], [3.0]], [[5.0], [7.0]]],
                             [[[2.0], [2.0]], [[4.0], [10.0]]]])  # [2, 2, 2, 1]
@@ -92,6 +100,7 @@ def test_instance_average_replaces_features_by_their_instance_mean():
     np.testing.assert_allclose(averaged, [[[3.0, 5.0], [3.0, 5.0]], [[8 / 3, 8 / 3], [8 / 3, 10.0]]])
 
 
+@pytest.mark.unit
 def test_encoder_output_is_three_channels_at_the_input_size():
     encoder = build_encoder(tiny())
     assert tuple(encoder(tf.zeros([1, 32, 64, 3])).shape) == (1, 32, 64, 3)
@@ -99,6 +108,7 @@ def test_encoder_output_is_three_channels_at_the_input_size():
 
 # ------------------------------------------------------------------------------- losses
 
+@pytest.mark.unit
 def test_feature_matching_on_a_hand_computed_case():
     # Two scales, each: two feature maps and logits (excluded). |diff| means: 1, 2 and 3, 5.
     fake = [[tf.fill([1, 2, 2, 1], 1.0), tf.fill([1, 1, 1, 2], 2.0), tf.fill([1, 1, 1, 1], 100.0)],
@@ -109,6 +119,7 @@ def test_feature_matching_on_a_hand_computed_case():
     assert float(losses.feature_matching(fake, real, num_layers=1)) == pytest.approx(0.5 * 2 * 11)
 
 
+@pytest.mark.unit
 def test_vgg_term_weights_layers_by_one_over_32_to_one():
     fake = [tf.fill([1, 2, 2, 4], float(i + 1)) for i in range(5)]
     real = [tf.zeros([1, 2, 2, 4]) for _ in range(5)]
@@ -117,6 +128,7 @@ def test_vgg_term_weights_layers_by_one_over_32_to_one():
     assert float(losses.weighted_feature_l1(fake, real, weights)) == pytest.approx(expected)
 
 
+@pytest.mark.unit
 def test_lsgan_terms_sum_over_scales_on_the_final_logits():
     real = [[tf.zeros([1, 2, 2, 3]), tf.fill([1, 2, 2, 1], 1.0)], [tf.zeros([1, 1]), tf.fill([1, 1, 1, 1], 0.0)]]
     fake = [[tf.zeros([1, 2, 2, 3]), tf.fill([1, 2, 2, 1], 0.5)], [tf.zeros([1, 1]), tf.fill([1, 1, 1, 1], 1.0)]]
@@ -140,6 +152,7 @@ def trained_steps(model, steps):
     return stepper(model)(steps)
 
 
+@pytest.mark.unit
 def test_the_global_generator_stays_frozen_until_the_switch_then_a_fresh_adam_trains_all():
     keras.utils.set_random_seed(0)
     model = Pix2PixHD(tiny(generator="local", base_filters=2, epochs_fix_global=2))
@@ -165,6 +178,7 @@ def test_the_global_generator_stays_frozen_until_the_switch_then_a_fresh_adam_tr
     assert float(schedule) == pytest.approx(model.config.learning_rate)
 
 
+@pytest.mark.unit
 def test_generator_then_discriminator_with_every_loss_term():
     keras.utils.set_random_seed(0)
     model = Pix2PixHD(tiny(instance_features=True))
@@ -193,6 +207,7 @@ def clustered():
     return model
 
 
+@pytest.mark.unit
 def test_kmeans_stores_centres_per_class(clustered):
     counts = clustered.cluster_counts.value.numpy()
     assert counts[26] == 3  # six cars over three batches: three clusters
@@ -201,6 +216,7 @@ def test_kmeans_stores_centres_per_class(clustered):
     assert counts.max() <= 3 and not clustered.clusters.value.numpy()[counts == 0].any()
 
 
+@pytest.mark.unit
 def test_one_cluster_choice_changes_only_that_instance(clustered):
     (render, function), _ = clustered.serving_endpoints().items()
     data = batch()
@@ -224,6 +240,7 @@ def test_one_cluster_choice_changes_only_that_instance(clustered):
     assert render.inputs[-1].optional and render.inputs[-1].source == "none"
 
 
+@pytest.mark.unit
 def test_export_holds_the_centres_and_refuses_an_instance_map_of_another_size(clustered, tmp_path):
     from tfsynth import export
 
@@ -247,6 +264,7 @@ def test_export_holds_the_centres_and_refuses_an_instance_map_of_another_size(cl
     assert tuple(no_instance(label=data["label"], seed=tf.constant([1, 2], tf.int64))["image"].shape) == (2, 32, 64, 3)
 
 
+@pytest.mark.cli
 def test_infer_reads_instance_maps_and_draws_styles_from_the_seed(clustered, tmp_path, run_cli):
     from PIL import Image
 

@@ -6,6 +6,8 @@ import tensorflow as tf
 
 from tfsynth.models.segmenter import Segmenter, SegmenterConfig, masked_cross_entropy
 
+pytestmark = [pytest.mark.unit, pytest.mark.family("segmenter")]
+
 TINY = SegmenterConfig(image_size=(32, 64), base_filters=4, depth=3)
 
 
