@@ -30,7 +30,9 @@ def pytest_addoption(parser):
                      help="run only the tests of model family NAME (e.g. pix2pixhd)")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
+    _group_for_workers(items)
     untiered = [item.nodeid for item in items if sum(item.get_closest_marker(tier) is not None for tier in TIERS) != 1]
     if untiered:
         raise pytest.UsageError("each test needs exactly one tier marker (" + ", ".join(TIERS) + "): "
@@ -47,6 +49,17 @@ def pytest_collection_modifyitems(config, items):
         (selected if _is_about(item, family) else deselected).append(item)
     config.hook.pytest_deselected(items=deselected)
     items[:] = selected
+
+
+def _group_for_workers(items) -> None:
+    """``--dist loadgroup`` groups: a file's tests go to one worker, so its module fixtures are
+    built once, except that a file parametrised by family (the contract) is split by family, so
+    that one worker does not take every family's training while the other idles."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        family = callspec.params.get("family") if callspec is not None else None
+        group = item.nodeid.split("::")[0] + (f"[{family}]" if family else "")
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def _is_about(item, family: str) -> bool:

@@ -7,8 +7,10 @@ phased test family (every lifecycle hook, across an optimizer switch); for the o
 process, by a run that stops at its checkpoint and a new run that resumes from it.
 """
 
+import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -49,18 +51,34 @@ def test_resume_after_kill_equals_the_uninterrupted_run(tmp_path, cache_dir):
 
 
 @pytest.mark.parametrize("name", [name for name in FAMILIES if name != "crn"])
-def test_a_resumed_run_equals_the_uninterrupted_run(name, tmp_path, cache_dir):
+def test_a_resumed_run_equals_the_uninterrupted_run(name, tmp_path, cache_dir, capsys):
+    import tensorflow as tf
+
     from tfsynth import flags as tfsynth_flags
     from tfsynth import training
 
-    def train(model_dir, steps):
-        return training.prepare(tfsynth_flags.parse_train_options([
-            f"--flagfile={smoke_flagfile(name)}", f"--model_dir={model_dir}", f"--train_steps={steps}",
+    def train(model_dir):
+        training.prepare(tfsynth_flags.parse_train_options([
+            f"--flagfile={smoke_flagfile(name)}", f"--model_dir={model_dir}", f"--train_steps={STEPS}",
             *STEP_FLAGS])).fit()
 
-    train(tmp_path / "reference", STEPS)
-    train(tmp_path / "resumed", STOP)
-    train(tmp_path / "resumed", STEPS)  # a new model, optimizers and iterator, restored from ckpt-STOP
+    train(tmp_path / "reference")
+    # The run as a kill after ckpt-STOP leaves it: the reference's files up to that checkpoint.
+    shutil.copytree(tmp_path / "reference", tmp_path / "resumed", ignore=shutil.ignore_patterns("export"))
+    checkpoints = tmp_path / "resumed" / "checkpoints"
+    for path in glob.glob(str(checkpoints / f"ckpt-{STEPS}.*")):
+        os.remove(path)
+    state = tf.train.get_checkpoint_state(str(checkpoints))
+    kept = [i for i, path in enumerate(state.all_model_checkpoint_paths) if not path.endswith(f"ckpt-{STEPS}")]
+    paths = [state.all_model_checkpoint_paths[i] for i in kept]
+    tf.compat.v1.train.update_checkpoint_state(
+        str(checkpoints), paths[-1], paths,
+        all_model_checkpoint_timestamps=[state.all_model_checkpoint_timestamps[i] for i in kept])
+    capsys.readouterr()
+    train(tmp_path / "resumed")  # a new model, optimizers and iterator, restored from ckpt-STOP
+    printed = capsys.readouterr().out
+    assert f"resumed from {checkpoints / f'ckpt-{STOP}'}" in printed
+    assert f"step {STOP + 1}/{STEPS}" in printed and f"step {STOP}/{STEPS}" not in printed
     assert_same_state(checkpoint_state(tmp_path / "reference"), checkpoint_state(tmp_path / "resumed"))
 
 
