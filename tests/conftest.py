@@ -7,7 +7,8 @@ without one fails the collection, so a new slow test cannot land in the fast tie
 - ``unit``: in-process and quick; ``pytest -m unit`` is the fast tier (every family trains and
   exports through the loop's API there);
 - ``cli``: runs a command in a subprocess (its flags, its output, its exit status);
-- ``slow``: several processes or many steps (kill -9 and resume, two devices, several workers);
+- ``slow``: several processes or runs, or long tracing (kill -9 and resume, two devices, several
+  workers, steps of the larger smoke graphs, the studio's exports);
 - ``paper``: builds the papers' full-size networks (counted, never run);
 - ``browser``: drives the studio in headless Chromium.
 

@@ -134,7 +134,7 @@ def _records(batch):
 RECOMPUTING = [name for name in FAMILIES if registry.get(name).load().recomputes]
 
 
-@pytest.mark.unit
+@pytest.mark.slow
 @pytest.mark.parametrize("name", RECOMPUTING)
 def test_recompute_changes_no_update(name, cache_dir):
     """--recompute trades time for memory only: the step's updates are the same (each group's
@@ -222,7 +222,7 @@ def phased(monkeypatch):
     return phased_family
 
 
-@pytest.mark.unit
+@pytest.mark.slow
 def test_optimizer_phases_switch_at_the_declared_step(phased, cache_dir):
     import keras
     import tensorflow as tf

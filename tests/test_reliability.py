@@ -210,7 +210,7 @@ def test_a_damaged_config_json_is_one_error_line(tmp_path, run_cli, content):
 
 # ----------------------------------------------------------------------------- atomic exports
 
-@pytest.mark.unit
+@pytest.mark.slow
 def test_a_failed_export_leaves_no_version_and_an_existing_one_is_never_replaced(tmp_path, monkeypatch, cache_dir):
     from family_support import tiny_family
     from tfsynth import export, run_dir

@@ -59,7 +59,7 @@ def assert_error(response, status, *words):
 
 # ----------------------------------------------------------------------------- studio config
 
-@pytest.mark.unit
+@pytest.mark.slow
 def test_config_describes_each_model_from_its_export(client):
     config = client.get("/studio/v1/config").json()
     classes = {c["name"]: c for c in config["label_space"]["classes"]}
@@ -79,7 +79,7 @@ def test_config_describes_each_model_from_its_export(client):
 
 # ------------------------------------------------------------------------ TF Serving's REST API
 
-@pytest.mark.unit
+@pytest.mark.slow
 def test_status_and_metadata_answer_as_tf_serving(client):
     status = client.get("/v1/models/crn").json()
     assert status["model_version_status"][0] == {"version": "1", "state": "AVAILABLE",
@@ -95,7 +95,7 @@ def test_status_and_metadata_answer_as_tf_serving(client):
         assert_error(client.get(path), 404, "Servable not found", "nope")
 
 
-@pytest.mark.unit
+@pytest.mark.slow
 def test_predict_in_row_and_columnar_formats(client):
     label, _ = street()
     row = client.post("/v1/models/crn:predict", json={"instances": [{"label": label.tolist()}]})
@@ -111,7 +111,7 @@ def test_predict_in_row_and_columnar_formats(client):
     assert np.asarray(single["predictions"]).shape == (1, 32, 32, 3)
 
 
-@pytest.mark.unit
+@pytest.mark.slow
 def test_predict_png_takes_and_returns_b64(client):
     label, _ = street()
     response = client.post("/v1/models/crn:predict", json={"signature_name": "predict_png",
@@ -123,7 +123,7 @@ def test_predict_png_takes_and_returns_b64(client):
     np.testing.assert_array_equal(image, direct["predictions"][0]["image"])
 
 
-@pytest.mark.unit
+@pytest.mark.slow
 def test_pix2pixhd_cluster_choice_changes_that_instance_and_seeds_are_deterministic(client):
     label, instance = street()
 
@@ -169,13 +169,13 @@ BAD_PREDICTS = [
 
 @pytest.mark.parametrize("model,body,status,words", BAD_PREDICTS,
                          ids=[f"{i}-{words or status}" for i, (_, _, status, words) in enumerate(BAD_PREDICTS)])
-@pytest.mark.unit
+@pytest.mark.slow
 def test_bad_predict_bodies_are_refused_with_a_message(client, model, body, status, words):
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     assert_error(client.post(f"/v1/models/{model}:predict", content=content), status, words)
 
 
-@pytest.mark.unit
+@pytest.mark.slow
 def test_the_server_keeps_serving_after_refusals(client):
     client.post("/v1/models/crn:predict", content=b"{")
     label, _ = street()
@@ -184,7 +184,7 @@ def test_the_server_keeps_serving_after_refusals(client):
 
 # ------------------------------------------------------------------------------------ scenes
 
-@pytest.mark.unit
+@pytest.mark.slow
 def test_synthetic_scenes_come_at_the_canvas_size_with_instances(client):
     scene = client.get("/studio/v1/scenes/synthetic/0").json()
     label, instance = np.asarray(scene["label"]), np.asarray(scene["instance"])
@@ -195,7 +195,7 @@ def test_synthetic_scenes_come_at_the_canvas_size_with_instances(client):
     assert_error(client.get("/studio/v1/scenes/examples/0"), 404, "--examples")
 
 
-@pytest.mark.unit
+@pytest.mark.slow
 def test_uploads_are_checked_and_resized_to_the_canvas(client):
     label, instance = street(64, 128)
     scene = client.post("/studio/v1/scenes/upload", json={"label": png_b64(label),
@@ -222,7 +222,7 @@ def test_uploads_are_checked_and_resized_to_the_canvas(client):
     assert_error(client.post("/studio/v1/scenes/upload", content=b"\x89PNG"), 400, "malformed JSON")
 
 
-@pytest.mark.unit
+@pytest.mark.slow
 def test_label_and_instance_maps_download_as_png(client):
     label, instance = street()
     for kind, ids, mode in (("label", label, "L"), ("instance", instance, "I;16")):
@@ -236,7 +236,7 @@ def test_label_and_instance_maps_download_as_png(client):
         assert_error(client.post("/studio/v1/png", json=body), 400, words)
 
 
-@pytest.mark.unit
+@pytest.mark.slow
 def test_examples_from_a_tfrecord_dataset(studio):
     from starlette.testclient import TestClient
 
@@ -258,7 +258,7 @@ def test_examples_from_a_tfrecord_dataset(studio):
 
 # ------------------------------------------------------------------ --serving_url: forwarding
 
-@pytest.mark.unit
+@pytest.mark.slow
 def test_forwarding_to_tf_serving_passes_calls_and_answers_through(studio):
     """--serving_url: the page's calls go to TF Serving unchanged (here the studio's own REST API
     stands in for tensorflow_model_server), errors and all."""

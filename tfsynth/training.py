@@ -178,7 +178,7 @@ def make_step_function(model, strategy, step_counter, finite_flag: bool = False)
     def step(iterator):
         phase = model.enter_phase(int(step_counter.numpy()))
         if phase not in traced:
-            traced[phase] = tf.function(distributed_step)
+            traced[phase] = tf.function(distributed_step, autograph=False)
         return traced[phase](iterator)
 
     return step

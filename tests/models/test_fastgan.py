@@ -11,7 +11,7 @@ from tfsynth.models.fastgan import (GLU, FastGAN, FastGANConfig, NoiseInjection,
                                     build_discriminator, quarter, skip_layer_excitation)
 from tfsynth.perceptual import PerceptualWeightsError, load_lpips_weights
 
-pytestmark = [pytest.mark.unit, pytest.mark.family("fastgan")]
+pytestmark = pytest.mark.family("fastgan")
 
 
 def tiny(**overrides):
@@ -27,6 +27,7 @@ def seeds_for(count, base=5):
 
 # ----------------------------------------------------------------------------- blocks
 
+@pytest.mark.unit
 def test_glu_gates_the_first_half_of_the_channels_by_the_second():
     a, b = np.float32([[1.0, -2.0]]), np.float32([[0.0, 3.0]])
     out = GLU()(tf.constant(np.concatenate([a, b], -1)[:, None, None]))
@@ -34,6 +35,7 @@ def test_glu_gates_the_first_half_of_the_channels_by_the_second():
     np.testing.assert_allclose(out[0, 0, 0], a[0] / (1 + np.exp(-b[0])), rtol=1e-6)
 
 
+@pytest.mark.unit
 def test_noise_injection_starts_at_zero_and_adds_one_seeded_map_per_example():
     layer = NoiseInjection(salt=3)
     x = tf.random.normal([2, 8, 8, 5])
@@ -48,6 +50,7 @@ def test_noise_injection_starts_at_zero_and_adds_one_seeded_map_per_example():
     np.testing.assert_allclose(layer([x, seeds]) - x, noise, atol=1e-6)  # same seeds, same noise
 
 
+@pytest.mark.unit
 def test_skip_layer_excitation_gates_the_big_feature_per_channel():
     small, big = keras.Input((8, 8, 6)), keras.Input((32, 32, 3))
     model = keras.Model([small, big], skip_layer_excitation(small, big, "se"))
@@ -64,6 +67,7 @@ def test_skip_layer_excitation_gates_the_big_feature_per_channel():
 
 # ------------------------------------------------------------------------- DiffAugment
 
+@pytest.mark.unit
 def test_brightness_saturation_contrast_at_the_ends_of_their_ranges():
     pixel = np.float32([0.2, -0.4, 0.5])
     image = tf.constant(np.broadcast_to(pixel, (1, 2, 2, 3)).copy())
@@ -78,6 +82,7 @@ def test_brightness_saturation_contrast_at_the_ends_of_their_ranges():
         np.testing.assert_allclose(out - tf.reduce_mean(out), contrast * (ramp - 1.5), atol=1e-6)
 
 
+@pytest.mark.unit
 def test_diffaugment_ranges_on_a_seeded_batch():
     count = 256
     seeds = seeds_for(count)
@@ -109,6 +114,7 @@ def test_diffaugment_ranges_on_a_seeded_batch():
     assert not np.allclose(first, diffaugment.diff_augment(images, seeds[4:8]))
 
 
+@pytest.mark.unit
 def test_diffaugment_passes_gradients_to_the_images():
     images = tf.Variable(tf.random.normal([3, 16, 16, 3]))
     with tf.GradientTape() as tape:
@@ -119,6 +125,7 @@ def test_diffaugment_passes_gradients_to_the_images():
     assert (np.abs(gradient.numpy()).reshape(3, -1).max(axis=1) > 0).all()
 
 
+@pytest.mark.unit
 def test_unknown_policy_is_refused():
     with pytest.raises(ValueError, match="cutout"):
         FastGANConfig(augment_policy="color,cutout")
@@ -126,6 +133,7 @@ def test_unknown_policy_is_refused():
 
 # ------------------------------------------------------------------------- discriminator
 
+@pytest.mark.unit
 def test_decoder_reconstructs_the_small_image_size_from_8x8():
     decoder = build_decoder(12, 32, 4, "decoder")
     out = decoder(tf.random.normal([2, 8, 8, 12]))
@@ -134,6 +142,7 @@ def test_decoder_reconstructs_the_small_image_size_from_8x8():
     assert sum(int(np.prod(w.shape)) for w in paper.trainable_weights) == 1_439_712
 
 
+@pytest.mark.unit
 def test_discriminator_outputs_50_logits_and_three_reconstructions():
     discriminator, critic = build_discriminator(tiny())
     images, small = tf.zeros([2, 64, 64, 3]), tf.zeros([2, 32, 32, 3])
@@ -143,6 +152,7 @@ def test_discriminator_outputs_50_logits_and_three_reconstructions():
     assert {w.path for w in critic.weights} < {w.path for w in discriminator.weights}  # shared, minus decoders
 
 
+@pytest.mark.unit
 def test_quarter_crop_matches_its_feature_quadrant():
     grid = tf.reshape(tf.range(16.0), [1, 4, 4, 1])
     expected = {0: [[0, 1], [4, 5]], 1: [[2, 3], [6, 7]], 2: [[8, 9], [12, 13]], 3: [[10, 11], [14, 15]]}
@@ -161,6 +171,7 @@ def test_quarter_crop_matches_its_feature_quadrant():
 
 # ------------------------------------------------------------------------------ losses
 
+@pytest.mark.unit
 def test_margin_hinge_on_a_hand_computed_case():
     real, fake = losses.margin_hinge_discriminator_loss(
         tf.constant([[0.5, 1.2]]), tf.constant([[-1.5, 0.3]]), tf.fill([1, 2], 0.9), tf.fill([1, 2], 0.9))
@@ -168,6 +179,7 @@ def test_margin_hinge_on_a_hand_computed_case():
     assert float(losses.gan_generator_loss(tf.constant([[0.5, -1.5]]), "hinge")) == pytest.approx(0.5)
 
 
+@pytest.mark.unit
 def test_lpips_distance_on_a_hand_computed_case(tmp_path):
     # Pixel vectors (3, 4) and (1, 0) against (0, 5) and (0, 1): unit vectors (.6, .8), (1, 0)
     # and (0, 1), (0, 1); squared differences (.36, .04) and (1, 1).
@@ -186,6 +198,7 @@ def test_lpips_distance_on_a_hand_computed_case(tmp_path):
         load_lpips_weights(str(path))
 
 
+@pytest.mark.unit
 def test_the_run_keeps_its_own_copy_of_the_lpips_weights(tmp_path):
     """A run reads the LPIPS weights from its folder, so resuming needs neither the user's file
     nor its unchanged content; a bad file is refused naming the flag."""
@@ -216,6 +229,7 @@ def one_batch(seed=0):
     return {"image": tf.constant(rng.integers(0, 256, (2, 64, 64, 3)).astype(np.uint8))}
 
 
+@pytest.mark.slow
 def test_ema_after_two_steps_is_the_hand_computed_average_and_the_export_holds_it(tmp_path):
     from tfsynth import export
 
@@ -248,6 +262,7 @@ def test_ema_after_two_steps_is_the_hand_computed_average_and_the_export_holds_i
     assert not np.allclose(exported, sorted(float(np.sum(v.numpy())) for v in model.generator.weights))
 
 
+@pytest.mark.slow
 def test_a_seed_names_one_image_after_an_export_reload(tmp_path):
     from tfsynth import export
 

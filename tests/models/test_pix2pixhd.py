@@ -152,7 +152,7 @@ def trained_steps(model, steps):
     return stepper(model)(steps)
 
 
-@pytest.mark.unit
+@pytest.mark.slow
 def test_the_global_generator_stays_frozen_until_the_switch_then_a_fresh_adam_trains_all():
     keras.utils.set_random_seed(0)
     model = Pix2PixHD(tiny(generator="local", base_filters=2, epochs_fix_global=2))
@@ -178,7 +178,7 @@ def test_the_global_generator_stays_frozen_until_the_switch_then_a_fresh_adam_tr
     assert float(schedule) == pytest.approx(model.config.learning_rate)
 
 
-@pytest.mark.unit
+@pytest.mark.slow
 def test_generator_then_discriminator_with_every_loss_term():
     keras.utils.set_random_seed(0)
     model = Pix2PixHD(tiny(instance_features=True))
@@ -240,7 +240,7 @@ def test_one_cluster_choice_changes_only_that_instance(clustered):
     assert render.inputs[-1].optional and render.inputs[-1].source == "none"
 
 
-@pytest.mark.unit
+@pytest.mark.slow
 def test_export_holds_the_centres_and_refuses_an_instance_map_of_another_size(clustered, tmp_path):
     from tfsynth import export
 
