@@ -474,18 +474,3 @@ def moving_average_update(average: keras.Model, source: keras.Model, decay: floa
             update = decay * target + (1.0 - decay) * update
         target.assign(update)
 
-
-# Image scales the GAN families convert between: uint8 (or 0..255 float) pixels and [-1, 1].
-def to_unit_range(images):
-    """0..255 images -> float32 in [-1, 1]."""
-    return tf.cast(images, tf.float32) / 127.5 - 1.0
-
-
-def to_pixels(images):
-    """[-1, 1] images -> float32 on the 0..255 scale."""
-    return (tf.cast(images, tf.float32) + 1.0) * 127.5
-
-
-def to_uint8(images):
-    """[-1, 1] images -> uint8, rounded and clipped."""
-    return tf.cast(tf.clip_by_value(tf.round(to_pixels(images)), 0, 255), tf.uint8)

@@ -25,6 +25,7 @@ from tfsynth.data import labels
 from tfsynth.layers import AreaDownsample2D, BilinearResize, SlimLayerNormalization
 from tfsynth.endpoints import Endpoint, Input
 from tfsynth.models.base import OptimizerGroup, SynthesisModel
+from tfsynth.pixels import to_uint8
 
 #: VGG-19 layers of the loss, and how many 2x poolings precede each (its mask's pyramid level).
 LOSS_LAYERS = ("input", "conv1_2", "conv2_2", "conv3_2", "conv4_2", "conv5_2")
@@ -265,7 +266,6 @@ class CRN(SynthesisModel):
 
     def sample_columns(self, batch):
         ids = tf.cast(self.label_ids(batch["label"]), tf.int32)
-        images = self.generate(batch["label"])
-        outputs = tf.cast(tf.clip_by_value(tf.round(images), 0, 255), tf.uint8)
+        outputs = to_uint8(self.generate(batch["label"]))
         return ([tf.gather(self.palette, ids), tf.cast(batch["image"], tf.uint8)]
                 + [outputs[:, k] for k in range(self.config.num_outputs)])

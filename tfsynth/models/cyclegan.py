@@ -48,7 +48,8 @@ from tfsynth.data import labels
 from tfsynth.layers import resnet
 from tfsynth.layers.discriminators import build_patch_discriminator
 from tfsynth.endpoints import Endpoint, Input
-from tfsynth.models.base import OptimizerGroup, SynthesisModel, numeric, to_uint8, to_unit_range
+from tfsynth.models.base import OptimizerGroup, SynthesisModel, numeric
+from tfsynth.pixels import from_unit_range, to_unit_range, unit_range_to_uint8
 from tfsynth.schedules import LinearDecay
 
 #: ``generator`` values: the authors' ``--netG`` names are resnet_9blocks and resnet_6blocks;
@@ -407,7 +408,7 @@ class CycleGAN(SynthesisModel):
     def translate(self, name: str, images):
         """``a_to_b`` (G_A) or ``b_to_a`` (G_B): uint8 [N, H, W, 3] -> float [N, H, W, 3], 0..255."""
         network = {"a_to_b": self.G_A, "b_to_a": self.G_B}[name]
-        return (network(to_unit_range(images), training=False) + 1.0) * 127.5
+        return from_unit_range(network(to_unit_range(images), training=False))
 
     def serving_endpoints(self):
         """``a_to_b`` and ``b_to_a``. On a labelled dataset (``domains_from=labels``) domain A is
@@ -428,4 +429,4 @@ class CycleGAN(SynthesisModel):
         fake_a = self.G_B(real_b, training=False)
         columns = [real_a, fake_b, self.G_B(fake_b, training=False),
                    real_b, fake_a, self.G_A(fake_a, training=False)]
-        return [to_uint8(column) for column in columns]
+        return [unit_range_to_uint8(column) for column in columns]

@@ -58,8 +58,8 @@ from tfsynth.data import transforms
 from tfsynth.diffaugment import diff_augment, parse_policy
 from tfsynth.endpoints import Endpoint, Input
 from tfsynth.layers.spectral import SpectralConv2D
-from tfsynth.models.base import (OptimizerGroup, SynthesisModel, moving_average_update, numeric, tape_watching,
-                                 to_pixels, to_unit_range)
+from tfsynth.models.base import OptimizerGroup, SynthesisModel, moving_average_update, numeric, tape_watching
+from tfsynth.pixels import from_unit_range, to_uint8, to_unit_range
 
 #: Channels per resolution as multiples of the base width (the reference's ``nfc_multi``): the
 #: generator's (also the decoders', on their own base width) and the discriminator's.
@@ -572,7 +572,7 @@ class FastGAN(SynthesisModel):
         (the reference's ``.sum()``): the local mean times the global batch, so that the loss
         summed over replicas is the global batch's sum."""
         def features(images):
-            named = self.vgg(to_pixels(tf.concat(images, axis=0)))
+            named = self.vgg(from_unit_range(tf.concat(images, axis=0)))
             return [named[name] for name in self.vgg.feature_names]
 
         # The targets apart from the reconstructions: nothing differentiates their VGG pass, so
@@ -645,11 +645,11 @@ class FastGAN(SynthesisModel):
             z = tf.identity(z)
         fixed_noise = tf.zeros([tf.shape(z)[0], 2], tf.int64)
         image, _ = self.generator_ema([z, fixed_noise], training=False)
-        return {"image": to_pixels(image)}
+        return {"image": from_unit_range(image)}
 
     def sample_columns(self, batch):
         """Real images | the EMA generator's images for seeds 0, 1, .. (the same every time)."""
         count = tf.shape(batch["image"])[0]
         samples = self.sample(tf.range(count, dtype=tf.int64))["image"]
-        return [tf.cast(batch["image"], tf.uint8), tf.cast(tf.clip_by_value(tf.round(samples), 0, 255), tf.uint8)]
+        return [tf.cast(batch["image"], tf.uint8), to_uint8(samples)]
 

@@ -59,6 +59,7 @@ from tfsynth.endpoints import Endpoint, Input
 from tfsynth.layers.padding import ReflectionPadding2D, SlicedCropping2D
 from tfsynth.models.base import OptimizerGroup, SynthesisModel, numeric
 from tfsynth.perceptual import IMAGENET_MEAN_RGB
+from tfsynth.pixels import to_uint8
 
 NORMS = ("batch", "instance")
 #: The paper's VGG-16 layers (Sec. 4.1; relu3_3 is the reference trainer's content default).
@@ -469,7 +470,7 @@ class StyleTransfer(_PerceptualTransform):
 
     def sample_columns(self, batch):
         output = self.transform(batch["image"])
-        return [tf.cast(batch["image"], tf.uint8), tf.cast(tf.clip_by_value(tf.round(output), 0, 255), tf.uint8)]
+        return [tf.cast(batch["image"], tf.uint8), to_uint8(output)]
 
 
 class SuperResolution(_PerceptualTransform):
@@ -521,5 +522,4 @@ class SuperResolution(_PerceptualTransform):
         size = tf.shape(batch["image"])[1:3]
         bicubic = tf.image.resize(tf.cast(low, tf.float32), size, method="bicubic")
         output = self.transform(low)
-        return [tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
-                for image in (bicubic, output, tf.cast(batch["image"], tf.float32))]
+        return [to_uint8(image) for image in (bicubic, output, tf.cast(batch["image"], tf.float32))]

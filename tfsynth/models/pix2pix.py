@@ -36,6 +36,7 @@ from tfsynth.data import labels, transforms
 from tfsynth.layers import SmallMapConv2D, SmallMapConv2DTranspose, discriminators, normalization
 from tfsynth.endpoints import Endpoint, Input
 from tfsynth.models.base import OptimizerGroup, SynthesisModel, numeric, tape_watching
+from tfsynth.pixels import from_unit_range, to_uint8, to_unit_range
 from tfsynth.schedules import LinearDecay
 
 DROPOUT_PLACEMENTS = ("paper", "pytorch")
@@ -347,18 +348,17 @@ class Pix2Pix(SynthesisModel):
     def generator_input(self, inputs: dict):
         """x for G: the colour-coded label, its one-hot, or the input photo; float, [-1, 1]."""
         if self.config.label_input == "image":
-            return tf.cast(inputs["target"], tf.float32) / 127.5 - 1.0
+            return to_unit_range(inputs["target"])
         ids = tf.cast(inputs["label"], tf.int32)
         if self.config.label_input == "onehot":
             return tf.one_hot(ids, self.num_classes)
-        return tf.cast(tf.gather(self.palette, ids), tf.float32) / 127.5 - 1.0
+        return to_unit_range(tf.gather(self.palette, ids))
 
     # ---------------------------------------------------------------------------- inference
     def generate(self, inputs, training: bool = False):
         """G(x) on the 0..255 scale, [N, H, W, 3], from ``{"label"}`` or ``{"target"}``."""
         x = self.generator_input(inputs)
-        y = self.generator([x, tf.zeros([2], tf.int64)], training=training)
-        return (y + 1.0) * 127.5
+        return from_unit_range(self.generator([x, tf.zeros([2], tf.int64)], training=training))
 
     def serving_endpoints(self):
         if self.config.label_input == "image":
@@ -370,7 +370,7 @@ class Pix2Pix(SynthesisModel):
             shown = tf.cast(batch["target"], tf.uint8)
         else:
             shown = tf.gather(self.palette, tf.cast(batch["label"], tf.int32))
-        outputs = tf.cast(tf.clip_by_value(tf.round(self.generate(batch)), 0, 255), tf.uint8)
+        outputs = to_uint8(self.generate(batch))
         return [shown, outputs, tf.cast(batch["image"], tf.uint8)]
 
     # ----------------------------------------------------------------------------- training
@@ -427,7 +427,7 @@ class Pix2Pix(SynthesisModel):
         """
         batch = numeric(batch)
         x = self.generator_input(batch)
-        real = tf.cast(batch["image"], tf.float32) / 127.5 - 1.0
+        real = to_unit_range(batch["image"])
         with tape_watching(self.generator.trainable_variables) as tape:
             fake = self.generator([x, self.step_seed()], training=True)
             d_grads, d_losses, _ = self.group_gradients("D/total", self.discriminator_losses, x, real,

@@ -43,7 +43,8 @@ from tfsynth.data import labels, transforms
 from tfsynth.endpoints import Endpoint, Input
 from tfsynth.layers import AvgPoolDownsample, StoredTensor, resnet
 from tfsynth.layers.discriminators import build_feature_discriminator, multiscale_outputs
-from tfsynth.models.base import OptimizerGroup, SynthesisModel, numeric, to_pixels, to_uint8, to_unit_range
+from tfsynth.models.base import OptimizerGroup, SynthesisModel, numeric
+from tfsynth.pixels import from_unit_range, to_unit_range, unit_range_to_uint8
 from tfsynth.schedules import LinearDecay
 
 GENERATORS = ("global", "local")
@@ -396,8 +397,8 @@ class Pix2PixHD(SynthesisModel):
             result["feature_matching"] = cfg.lambda_feature * losses.feature_matching(
                 fake_outputs, real_outputs, cfg.discriminator_layers)
         if cfg.lambda_vgg:
-            vgg_fake = self.vgg(to_pixels(fake))
-            vgg_real = self.vgg(to_pixels(real))
+            vgg_fake = self.vgg(from_unit_range(fake))
+            vgg_real = self.vgg(from_unit_range(real))
             result["vgg"] = cfg.lambda_vgg * losses.weighted_feature_l1(
                 [vgg_fake[n] for n in VGG_LAYERS], [vgg_real[n] for n in VGG_LAYERS], VGG_WEIGHTS)
         result["total"] = tf.add_n(list(result.values()))
@@ -500,7 +501,7 @@ class Pix2PixHD(SynthesisModel):
 
     def render(self, label, instance=None, features=None):
         """Label ids (+ instance ids) (+ instance features) -> images on the 0..255 scale."""
-        return {"image": to_pixels(self.generate(self.semantic_input(label, instance), features))}
+        return {"image": from_unit_range(self.generate(self.semantic_input(label, instance), features))}
 
     def render_styles(self, label, seed, instance=None, clusters=None):
         """Each instance (each label region without instance maps) styled by a cluster centre of
@@ -518,4 +519,4 @@ class Pix2PixHD(SynthesisModel):
         features = self.encode(batch["image"], instance) if self.config.instance_features else None
         fake = self.generate(self.semantic_input(batch["label"], instance), features)
         shown = tf.gather(self.palette, tf.cast(batch["label"], tf.int32))
-        return [shown, tf.cast(batch["image"], tf.uint8), to_uint8(fake)]
+        return [shown, tf.cast(batch["image"], tf.uint8), unit_range_to_uint8(fake)]
