@@ -141,7 +141,7 @@ class Export:
         labels coloured after resizing, low-resolution inputs degraded from the resized photo)."""
         import tensorflow as tf
 
-        from tfsynth.models.base import record_source
+        from tfsynth.records import record_source
 
         records = self.records(batch, flag)
         inputs = {}
@@ -400,7 +400,7 @@ def upscaling_scores(export, batch: dict, flag: str, outputs: np.ndarray) -> np.
 
 
 def record_source_numpy(batch: dict, source: str, label_space: str) -> np.ndarray:
-    from tfsynth.models.base import record_source
+    from tfsynth.records import record_source
 
     return np.asarray(record_source(batch, source, label_space))
 

@@ -26,10 +26,10 @@ import math
 from typing import Callable
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from tfsynth.endpoints import Endpoint, record_field
+from tfsynth.endpoints import Endpoint
+from tfsynth.records import record_can_feed, record_source
 
 
 @dataclasses.dataclass
@@ -423,30 +423,6 @@ class SynthesisModel(keras.Model):
         """Trainable parameters per network (running statistics are buffers, as the papers count)."""
         return {name: sum(int(math.prod(w.shape)) for w in net.trainable_weights)
                 for name, net in self.networks.items()}
-
-
-def record_can_feed(batch: dict, spec) -> bool:
-    """Whether a batch holds what ``spec`` (an endpoint ``Input``) is taken from."""
-    field = "image" if spec.source == "index" else record_field(spec.source)
-    return field in batch
-
-
-def record_source(batch: dict, source: str, label_space: str, scale: int = 1):
-    """A tensor for ``Input.source`` / ``Endpoint.reference`` from a batch of records (``scale``:
-    the endpoint's, by which ``degraded_image`` is downsampled)."""
-    if source == "degraded_image":
-        from tfsynth.data import transforms
-
-        return transforms.degrade_for_super_resolution(batch["image"], scale)
-    if source == "label_color":
-        from tfsynth.data import labels
-
-        # Padded to 256 ids: ids outside the label space are drawn black.
-        palette = tf.constant(labels.colorize(np.arange(256), label_space))
-        return tf.gather(palette, tf.cast(batch["label"], tf.int32))
-    if source == "index":
-        return tf.range(tf.shape(batch["image"])[0], dtype=tf.int64)
-    return batch[source]
 
 
 @contextlib.contextmanager
