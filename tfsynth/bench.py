@@ -208,7 +208,7 @@ def main(argv):
 
     from tfsynth import distribute, registry, run_dir, training
     from tfsynth.data import pipelines, tfrecord
-    from tfsynth.models.base import numeric
+    from tfsynth.records import numeric
 
     spec = registry.get(FLAGS.model)
     try:

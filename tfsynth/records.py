@@ -13,6 +13,12 @@ import tensorflow as tf
 from tfsynth.endpoints import record_field
 
 
+def numeric(batch):
+    """The batch without its string record keys (they are for error messages; XLA takes none)."""
+    return {name: numeric(value) if isinstance(value, dict) else value
+            for name, value in batch.items() if isinstance(value, dict) or value.dtype != tf.string}
+
+
 def record_can_feed(batch: dict, spec) -> bool:
     """Whether a batch holds what ``spec`` (an endpoint ``Input``) is taken from."""
     field = "image" if spec.source == "index" else record_field(spec.source)

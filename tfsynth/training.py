@@ -361,7 +361,7 @@ def train(flags_values, spec, config) -> None:
     import tensorflow as tf
 
     from tfsynth import distribute, export, summaries
-    from tfsynth.models.base import numeric
+    from tfsynth.records import numeric
 
     model_dir = flags_values.model_dir
     check_recompute(spec, flags_values)

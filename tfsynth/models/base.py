@@ -1,4 +1,4 @@
-"""What every model family shares: the family contract, and one generic training step.
+"""What every model family shares: the family contract.
 
 A family subclasses :class:`SynthesisModel` and declares
 
@@ -15,12 +15,12 @@ A family subclasses :class:`SynthesisModel` and declares
 
 Export, infer, evaluate and the training loop derive everything else from these, so an entry
 point never names a family. The training step itself (gradient tapes, replica scaling, loss
-scaling, optional XLA on the per-replica gradient function) lives here once.
+scaling, optional XLA on the per-replica gradient function) lives once in
+:mod:`tfsynth.models.gradients`, a mixin of :class:`SynthesisModel`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 from typing import Callable
@@ -29,6 +29,7 @@ import keras
 import tensorflow as tf
 
 from tfsynth.endpoints import Endpoint
+from tfsynth.models.gradients import GradientEngine
 from tfsynth.records import record_can_feed, record_source
 
 
@@ -57,25 +58,7 @@ class OptimizerGroup:
         return self.start_step <= step and (self.stop_step is None or step < self.stop_step)
 
 
-def numeric(batch):
-    """The batch without its string record keys (they are for error messages; XLA takes none)."""
-    return {name: numeric(value) if isinstance(value, dict) else value
-            for name, value in batch.items() if isinstance(value, dict) or value.dtype != tf.string}
-
-
-def scale_for_replicas(loss):
-    """Scales a local-batch mean loss so that SUM-reduced gradients equal the global mean.
-
-    Keras optimizers all-reduce gradients with SUM across replicas, so each replica must
-    contribute ``local_mean / num_replicas`` (``tf.nn.compute_average_loss`` semantics; local
-    batches are equal because the pipeline drops remainders). This is the only place where
-    losses are scaled for distribution.
-    """
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    return loss / tf.cast(replicas, loss.dtype) if replicas > 1 else loss
-
-
-class SynthesisModel(keras.Model):
+class SynthesisModel(GradientEngine, keras.Model):
     """Base class of the model families; see the module docstring.
 
     Args:
@@ -105,11 +88,8 @@ class SynthesisModel(keras.Model):
 
             self.num_classes = labels.get_label_space(self.label_space).num_classes
             self.label_lut = tf.constant(labels.mapping_table(source_label_space, self.label_space))
-        self._gradient_fn = self._compute_gradients
         self._recompute = False
         self._loss_networks: dict = {}
-        self._groups: list[OptimizerGroup] = []
-        self._active: list[OptimizerGroup] = []
         # fit() never calls the model, so Keras would consider it unbuilt.
         self.built = True
 
@@ -311,25 +291,6 @@ class SynthesisModel(keras.Model):
         self.enter_phase(0)
         return loss_networks
 
-    def enter_phase(self, step: int) -> tuple[str, ...]:
-        """Activates the groups that update at ``step``; returns their names (the phase's key:
-        the training loop traces one step function per phase)."""
-        self._active = [group for group in self._groups if group.active_at(step)]
-        return tuple(group.name for group in self._active)
-
-    @property
-    def optimizers(self) -> dict[str, keras.optimizers.Optimizer]:
-        return {group.name: group.optimizer for group in self._groups}
-
-    def enable_xla(self) -> None:
-        """Jit-compiles the per-replica gradient computations only.
-
-        Compiling the whole distributed step fails under MirroredStrategy (TF_NOTES Q1); the
-        all-reduce and optimizer update stay outside XLA.
-        """
-        self._xla = True
-        self._gradient_fn = tf.function(self._compute_gradients, jit_compile=True)
-
     def enable_recompute(self) -> None:
         """``--recompute``: trade time for memory, as ``recomputes`` says (after
         ``prepare_training``; docs/performance.md has what it costs)."""
@@ -348,71 +309,6 @@ class SynthesisModel(keras.Model):
             return tf.recompute_grad(lambda x: network(x, training=True))(inputs)
         return network(inputs, training=training)
 
-    # Sequential updates (GANs: D then G, or G then D, as each paper's code orders them) are
-    # written in a family's own ``train_step`` with these two helpers.
-    def group_gradients(self, loss_name: str, loss_fn, *args):
-        """Gradients of ``loss_fn(*args)[0][loss_name]`` for the active group minimising it.
-
-        ``loss_fn`` returns ``(losses, extras)``: a dict of scalar losses (local-batch means)
-        and any tensors the caller needs next (e.g. generated images). Under XLA the whole
-        computation is compiled, per replica.
-
-        Returns:
-          (gradients, losses, extras).
-        """
-        group = self._group(loss_name)
-
-        def compute(*inner):
-            with tf.GradientTape() as tape:
-                losses, extras = loss_fn(*inner)
-                scaled = group.optimizer.scale_loss(scale_for_replicas(losses[loss_name]))
-            return tape.gradient(scaled, group.variables()), losses, extras
-
-        if getattr(self, "_xla", False):
-            compute = tf.function(compute, jit_compile=True)
-        return compute(*args)
-
-    def scale_group_loss(self, loss_name: str, loss):
-        """``loss`` as the active group minimising it differentiates it (replica scaling, then
-        loss scaling): for a family that records a loss on its own tape, e.g. because another
-        group updates between the forward pass and the loss (FastGAN's G after D)."""
-        return self._group(loss_name).optimizer.scale_loss(scale_for_replicas(loss))
-
-    def apply_group_gradients(self, loss_name: str, gradients) -> None:
-        group = self._group(loss_name)
-        group.optimizer.apply_gradients(zip(gradients, group.variables()))
-
-    def _group(self, loss_name: str) -> OptimizerGroup:
-        for group in self._active:
-            if group.loss == loss_name:
-                return group
-        raise KeyError(f"no active optimizer group for loss {loss_name!r}")
-
-    def _compute_gradients(self, batch):
-        with tf.GradientTape(persistent=True) as tape:
-            losses = self.compute_losses(batch, training=True)
-            scaled = [
-                group.optimizer.scale_loss(scale_for_replicas(losses[group.loss]))
-                for group in self._active
-            ]
-        gradients = [tape.gradient(loss, group.variables()) for loss, group in zip(scaled, self._active)]
-        del tape
-        return gradients, losses
-
-    def train_step(self, batch):
-        """One optimisation step on this replica's share of the batch; returns its losses.
-
-        The default updates every active group from one forward pass; families whose paper
-        orders the updates override this with ``group_gradients`` / ``apply_group_gradients``.
-        """
-        gradients, losses = self._gradient_fn(numeric(batch))
-        for group, grads in zip(self._active, gradients):
-            group.optimizer.apply_gradients(zip(grads, group.variables()))
-        return losses
-
-    def learning_rates(self) -> dict:
-        return {name: optimizer.learning_rate for name, optimizer in self.optimizers.items()}
-
     def checkpoint_items(self) -> dict:
         items = dict(self.networks)
         items.update({f"optimizer_{name}": opt for name, opt in self.optimizers.items()})
@@ -423,16 +319,6 @@ class SynthesisModel(keras.Model):
         """Trainable parameters per network (running statistics are buffers, as the papers count)."""
         return {name: sum(int(math.prod(w.shape)) for w in net.trainable_weights)
                 for name, net in self.networks.items()}
-
-
-@contextlib.contextmanager
-def tape_watching(variables):
-    """A gradient tape that records only what depends on ``variables``: it can span another
-    optimizer group's update (GAN steps that take G's loss through the just-updated D) without
-    keeping any of that update's intermediates."""
-    with tf.GradientTape(watch_accessed_variables=False) as tape:
-        tape.watch([variable.value for variable in variables])
-        yield tape
 
 
 def moving_average_update(average: keras.Model, source: keras.Model, decay: float,

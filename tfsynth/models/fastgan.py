@@ -58,7 +58,9 @@ from tfsynth.data import transforms
 from tfsynth.diffaugment import diff_augment, parse_policy
 from tfsynth.endpoints import Endpoint, Input
 from tfsynth.layers.spectral import SpectralConv2D
-from tfsynth.models.base import OptimizerGroup, SynthesisModel, moving_average_update, numeric, tape_watching
+from tfsynth.models.base import OptimizerGroup, SynthesisModel, moving_average_update
+from tfsynth.models.gradients import tape_watching
+from tfsynth.records import numeric
 from tfsynth.pixels import from_unit_range, to_uint8, to_unit_range
 
 #: Channels per resolution as multiples of the base width (the reference's ``nfc_multi``): the

@@ -57,7 +57,8 @@ from tfsynth import losses, optimizers, run_dir
 from tfsynth.data import transforms
 from tfsynth.endpoints import Endpoint, Input
 from tfsynth.layers.padding import ReflectionPadding2D, SlicedCropping2D
-from tfsynth.models.base import OptimizerGroup, SynthesisModel, numeric
+from tfsynth.models.base import OptimizerGroup, SynthesisModel
+from tfsynth.records import numeric
 from tfsynth.perceptual import IMAGENET_MEAN_RGB
 from tfsynth.pixels import to_uint8
 

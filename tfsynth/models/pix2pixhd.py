@@ -43,7 +43,8 @@ from tfsynth.data import labels, transforms
 from tfsynth.endpoints import Endpoint, Input
 from tfsynth.layers import AvgPoolDownsample, StoredTensor, resnet
 from tfsynth.layers.discriminators import build_feature_discriminator, multiscale_outputs
-from tfsynth.models.base import OptimizerGroup, SynthesisModel, numeric
+from tfsynth.models.base import OptimizerGroup, SynthesisModel
+from tfsynth.records import numeric
 from tfsynth.pixels import from_unit_range, to_unit_range, unit_range_to_uint8
 from tfsynth.schedules import LinearDecay
 
