@@ -145,6 +145,7 @@ def make_step_function(model, strategy, step_counter, finite_flag: bool = False)
     import tensorflow as tf
 
     from tfsynth import distribute
+    from tfsynth.records import numeric
 
     replicas = strategy.num_replicas_in_sync
 
@@ -155,7 +156,7 @@ def make_step_function(model, strategy, step_counter, finite_flag: bool = False)
         index = tf.distribute.get_replica_context().replica_id_in_sync_group
         share = tf.shape(tf.nest.flatten(batch)[0])[0] // replicas
         local = tf.nest.map_structure(lambda value: value[index * share:(index + 1) * share], batch)
-        return model.train_step(local)
+        return model.train_step(numeric(local))
 
     def distributed_step(iterator):
         per_replica = strategy.run(replica_step, (next(iterator),))

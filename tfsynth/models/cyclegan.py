@@ -49,7 +49,6 @@ from tfsynth.layers import resnet
 from tfsynth.layers.discriminators import build_patch_discriminator
 from tfsynth.endpoints import Endpoint, Input
 from tfsynth.models.base import OptimizerGroup, SynthesisModel
-from tfsynth.records import numeric
 from tfsynth.pixels import from_unit_range, to_unit_range, unit_range_to_uint8
 from tfsynth.schedules import LinearDecay
 
@@ -321,7 +320,7 @@ class CycleGAN(SynthesisModel):
         return domain_a, batch["B"]["image"]
 
     def _real_pair(self, batch):
-        domain_a, domain_b = self.domain_images(numeric(batch))
+        domain_a, domain_b = self.domain_images(batch)
         return to_unit_range(domain_a), to_unit_range(domain_b)
 
     # ------------------------------------------------------------------------------ losses

@@ -60,7 +60,6 @@ from tfsynth.endpoints import Endpoint, Input
 from tfsynth.layers.spectral import SpectralConv2D
 from tfsynth.models.base import OptimizerGroup, SynthesisModel, moving_average_update
 from tfsynth.models.gradients import tape_watching
-from tfsynth.records import numeric
 from tfsynth.pixels import from_unit_range, to_uint8, to_unit_range
 
 #: Channels per resolution as multiples of the base width (the reference's ``nfc_multi``): the
@@ -613,7 +612,7 @@ class FastGAN(SynthesisModel):
         variables only, so it keeps nothing of D's update. Under ``--jit_compile`` D's gradients
         are compiled per replica, G's are not.
         """
-        real = to_unit_range(numeric(batch)["image"])
+        real = to_unit_range(batch["image"])
         count = tf.shape(real)[0]
         seeds = self.example_seeds(count)
         part = tf.fill([count], self.step_part())

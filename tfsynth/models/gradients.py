@@ -16,8 +16,6 @@ import contextlib
 import keras
 import tensorflow as tf
 
-from tfsynth.records import numeric
-
 
 def scale_for_replicas(loss):
     """Scales a local-batch mean loss so that SUM-reduced gradients equal the global mean:
@@ -133,7 +131,7 @@ class GradientEngine:
         The default updates every active group from one forward pass; families whose paper
         orders the updates override this with ``group_gradients`` / ``apply_group_gradients``.
         """
-        gradients, losses = self._gradient_fn(numeric(batch))
+        gradients, losses = self._gradient_fn(batch)
         for group, grads in zip(self._active, gradients):
             group.optimizer.apply_gradients(zip(grads, group.variables()))
         return losses

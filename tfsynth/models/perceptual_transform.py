@@ -58,7 +58,6 @@ from tfsynth.data import transforms
 from tfsynth.endpoints import Endpoint, Input
 from tfsynth.layers.padding import ReflectionPadding2D, SlicedCropping2D
 from tfsynth.models.base import OptimizerGroup, SynthesisModel
-from tfsynth.records import numeric
 from tfsynth.perceptual import IMAGENET_MEAN_RGB
 from tfsynth.pixels import to_uint8
 
@@ -497,7 +496,6 @@ class SuperResolution(_PerceptualTransform):
         return transforms.degrade_for_super_resolution(high_resolution, self.config.scale)
 
     def train_step(self, batch):
-        batch = numeric(batch)
         # Degraded here, outside the (optionally XLA-compiled) gradient function: the antialiased
         # bicubic resize has no XLA kernel, and it needs no gradient.
         return super().train_step({**batch, "degraded_image": self.degrade(batch["image"])})

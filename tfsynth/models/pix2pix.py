@@ -37,7 +37,6 @@ from tfsynth.layers import SmallMapConv2D, SmallMapConv2DTranspose, discriminato
 from tfsynth.endpoints import Endpoint, Input
 from tfsynth.models.base import OptimizerGroup, SynthesisModel
 from tfsynth.models.gradients import tape_watching
-from tfsynth.records import numeric
 from tfsynth.pixels import from_unit_range, to_uint8, to_unit_range
 from tfsynth.schedules import LinearDecay
 
@@ -427,7 +426,6 @@ class Pix2Pix(SynthesisModel):
         G's forward runs once per step. Under ``--jit_compile`` D's gradients are compiled per
         replica, G's are not.
         """
-        batch = numeric(batch)
         x = self.generator_input(batch)
         real = to_unit_range(batch["image"])
         with tape_watching(self.generator.trainable_variables) as tape:

@@ -44,7 +44,6 @@ from tfsynth.endpoints import Endpoint, Input
 from tfsynth.layers import AvgPoolDownsample, StoredTensor, resnet
 from tfsynth.layers.discriminators import build_feature_discriminator, multiscale_outputs
 from tfsynth.models.base import OptimizerGroup, SynthesisModel
-from tfsynth.records import numeric
 from tfsynth.pixels import from_unit_range, to_unit_range, unit_range_to_uint8
 from tfsynth.schedules import LinearDecay
 
@@ -414,7 +413,6 @@ class Pix2PixHD(SynthesisModel):
 
     def train_step(self, batch):
         """The original's order: one forward, G (+E) updated, then D on the same, detached fakes."""
-        batch = numeric(batch)
         gradients, g_losses, (semantic, fake) = self.group_gradients("total", self.generator_losses, batch)
         self.apply_group_gradients("total", gradients)
         gradients, d_losses, _ = self.group_gradients("D/total", self.discriminator_losses, batch, semantic, fake)
