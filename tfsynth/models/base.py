@@ -4,8 +4,9 @@ A family subclasses :class:`SynthesisModel` and declares
 
 * ``networks``: what is trained, checkpointed and counted by ``--dry_run``;
 * ``record_fields``: which fields of a record its batches carry (``image``, ``label`` ...);
-* ``optimizer_groups()``: which loss trains which variables with which optimizer, and from
-  which step to which (a family whose recipe changes optimizers mid-run lists both phases);
+* ``optimizer_groups(steps_per_epoch)``: which loss trains which variables with which
+  optimizer, and from which step to which (a family whose recipe changes optimizers mid-run
+  lists both phases; epoch-based schedules count in ``steps_per_epoch``);
 * ``compute_losses(batch)`` (or its own ``train_step``): the paper's objective;
 * ``serving_endpoints()``: what it serves (:mod:`tfsynth.endpoints`), each with the function
   that computes it; ``serving_state_keys`` names the state an export holds;
@@ -125,7 +126,9 @@ class SynthesisModel(GradientEngine, keras.Model):
         return ("image", "label")
 
     # ------------------------------------------------------------------ family interface
-    def optimizer_groups(self) -> list[OptimizerGroup]:
+    def optimizer_groups(self, steps_per_epoch: int) -> list[OptimizerGroup]:
+        """The optimizer groups of every phase; ``steps_per_epoch`` converts epoch-based
+        schedules (linear decay, phase switches) to steps."""
         raise NotImplementedError
 
     def compute_losses(self, batch: dict, training: bool = True) -> dict:
@@ -272,15 +275,14 @@ class SynthesisModel(GradientEngine, keras.Model):
     def prepare_training(self, steps_per_epoch: int = 1, float16_loss_scaling: bool = False) -> dict:
         """Builds the loss networks, then every optimizer (of every phase) on its own variables, now.
 
-        ``steps_per_epoch`` lets epoch-based schedules (linear decay, phase switches) count in
-        steps. Returns the loss networks by name (for the start-up summary).
+        ``steps_per_epoch`` goes to ``optimizer_groups``. Returns the loss networks by name (for
+        the start-up summary).
 
         Lazily built optimizers break under MirroredStrategy and lose their state on restore
         (TF_NOTES Q1, Q6), so this runs inside the strategy scope before the first step.
         """
-        self.steps_per_epoch = steps_per_epoch
         loss_networks = self._loss_networks = self.build_loss_networks()
-        self._groups = self.optimizer_groups()
+        self._groups = self.optimizer_groups(steps_per_epoch)
         names = [group.name for group in self._groups]
         if len(set(names)) != len(names):
             raise ValueError(f"{type(self).__name__}: optimizer group names must be unique, got {names}")

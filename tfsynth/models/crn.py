@@ -198,7 +198,7 @@ class CRN(SynthesisModel):
                                weights=self.config.vgg_weights, name="vgg19")
         return {"vgg19": self.vgg}
 
-    def optimizer_groups(self):
+    def optimizer_groups(self, steps_per_epoch):
         cfg = self.config
         adam = optimizers.Adam(cfg.learning_rate, beta_1=cfg.beta_1, beta_2=cfg.beta_2,
                                epsilon=cfg.epsilon)

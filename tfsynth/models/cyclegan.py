@@ -370,12 +370,11 @@ class CycleGAN(SynthesisModel):
         return {"D/a": d_a, "D/b": d_b, "D/total": d_a + d_b}, ()
 
     # ------------------------------------------------------------------------------ training
-    def optimizer_groups(self):
+    def optimizer_groups(self, steps_per_epoch):
         cfg = self.config
 
         def adam():
-            schedule = LinearDecay(cfg.learning_rate, getattr(self, "steps_per_epoch", 1),
-                                   cfg.epochs_constant, cfg.epochs_decay)
+            schedule = LinearDecay(cfg.learning_rate, steps_per_epoch, cfg.epochs_constant, cfg.epochs_decay)
             return optimizers.Adam(schedule, beta_1=cfg.beta_1, beta_2=cfg.beta_2,
                                    epsilon=cfg.epsilon)
 

@@ -530,7 +530,7 @@ class FastGAN(SynthesisModel):
         return {"vgg16": self.vgg}
 
     # ---------------------------------------------------------------------------- training
-    def optimizer_groups(self):
+    def optimizer_groups(self, steps_per_epoch):
         cfg = self.config
 
         def adam(name):  # epsilon as PyTorch's Adam

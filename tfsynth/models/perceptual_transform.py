@@ -376,7 +376,7 @@ class _PerceptualTransform(SynthesisModel):
         # Fixed batches (sample grids, --eval_every): the same crop every time.
         return lambda example, seed: transforms.random_crop_at_least(example, tf.constant([0, 0], tf.int64), crop)
 
-    def optimizer_groups(self):
+    def optimizer_groups(self, steps_per_epoch):
         adam = optimizers.Adam(self.config.learning_rate)
         return [OptimizerGroup("total", adam, lambda: self.generator.trainable_variables, name="G")]
 

@@ -375,12 +375,11 @@ class Pix2Pix(SynthesisModel):
         return [shown, outputs, tf.cast(batch["image"], tf.uint8)]
 
     # ----------------------------------------------------------------------------- training
-    def optimizer_groups(self):
+    def optimizer_groups(self, steps_per_epoch):
         cfg = self.config
 
         def adam(name):
-            schedule = LinearDecay(cfg.learning_rate, getattr(self, "steps_per_epoch", 1),
-                                   cfg.epochs_constant, cfg.epochs_decay)
+            schedule = LinearDecay(cfg.learning_rate, steps_per_epoch, cfg.epochs_constant, cfg.epochs_decay)
             # epsilon as PyTorch's Adam (Keras defaults to 1e-7).
             return optimizers.Adam(schedule, beta_1=cfg.beta_1, beta_2=cfg.beta_2,
                                    epsilon=1e-8, name=name)

@@ -344,12 +344,11 @@ class Pix2PixHD(SynthesisModel):
         return multiscale_outputs(self.discriminators, tf.concat([semantic, tf.cast(images, semantic.dtype)], -1))
 
     # ---------------------------------------------------------------------------- training
-    def optimizer_groups(self):
+    def optimizer_groups(self, steps_per_epoch):
         cfg = self.config
-        steps = getattr(self, "steps_per_epoch", 1)
 
         def adam(name, start_step=0):
-            schedule = LinearDecay(cfg.learning_rate, steps, cfg.epochs_constant, cfg.epochs_decay,
+            schedule = LinearDecay(cfg.learning_rate, steps_per_epoch, cfg.epochs_constant, cfg.epochs_decay,
                                    policy="pix2pixhd", step_offset=start_step)
             return optimizers.Adam(schedule, beta_1=cfg.beta_1, beta_2=cfg.beta_2, epsilon=1e-8, name=name)
 
@@ -359,7 +358,7 @@ class Pix2PixHD(SynthesisModel):
                     discriminators]
         # The original's --niter_fix_global: the local enhancer (and E) alone, then a fresh Adam
         # over everything.
-        switch = cfg.epochs_fix_global * steps
+        switch = cfg.epochs_fix_global * steps_per_epoch
         return [OptimizerGroup("total", adam("local_adam"), self.local_enhancer_variables, name="G_local",
                                stop_step=switch),
                 OptimizerGroup("total", adam("generator_adam", switch), self.generator_variables, name="G",

@@ -129,7 +129,7 @@ class Segmenter(SynthesisModel):
             return lambda example, seed: transforms.random_jitter(example, seed, size, size, flip=True)
         return lambda example, seed: transforms.resize(example, size)
 
-    def optimizer_groups(self):
+    def optimizer_groups(self, steps_per_epoch):
         return [OptimizerGroup("total", optimizers.Adam(self.config.learning_rate),
                                lambda: self.segmenter.trainable_variables, name="segmenter")]
 
