@@ -65,6 +65,9 @@ class SynthesisModel(GradientEngine, keras.Model):
     Args:
       config: the family's frozen config dataclass.
       source_label_space: label space of the data the model reads (``dataset.json``).
+      training_size: (height, width) the model trains at, which exports record and evaluate
+        feeds inputs at; the default ``example_transform`` resizes to it. None: no one size.
+      num_outputs: images rendered per input (CRN renders K at once).
     """
 
     config_class: type = None
@@ -79,10 +82,13 @@ class SynthesisModel(GradientEngine, keras.Model):
     #: other masks or update its statistics again when recomputed.
     recomputes: str | None = None
 
-    def __init__(self, config, source_label_space: str = "cityscapes35", **kwargs):
+    def __init__(self, config, source_label_space: str = "cityscapes35", *,
+                 training_size: tuple[int, int] | None = None, num_outputs: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.config = config
         self.source_label_space = source_label_space
+        self.training_size = tuple(training_size) if training_size else None
+        self.num_outputs = num_outputs
         self.networks: dict[str, keras.Model] = {}
         if self.label_space:
             from tfsynth.data import labels
@@ -95,11 +101,6 @@ class SynthesisModel(GradientEngine, keras.Model):
         self.built = True
 
     @property
-    def num_outputs(self) -> int:
-        """Images rendered per input (CRN renders K at once)."""
-        return getattr(self.config, "num_outputs", 1)
-
-    @property
     def size_multiple(self) -> int:
         """Input heights and widths must be multiples of this (the total downsampling)."""
         return 1
@@ -108,17 +109,6 @@ class SynthesisModel(GradientEngine, keras.Model):
     def latent_size(self) -> int | None:
         """Length of the latent vectors of unconditional models (``latent`` inputs); None otherwise."""
         return None
-
-    @property
-    def training_size(self) -> tuple[int, int] | None:
-        """(height, width) the model trains at: ``config.image_size``, or a square ``crop_size``."""
-        size = getattr(self.config, "image_size", None)
-        if size:
-            return tuple(size)
-        crop = getattr(self.config, "crop_size", None)
-        if not crop:
-            return None
-        return tuple(crop) if isinstance(crop, (tuple, list)) else (crop, crop)
 
     @property
     def record_fields(self) -> tuple[str, ...]:
@@ -162,13 +152,12 @@ class SynthesisModel(GradientEngine, keras.Model):
         return {"": split}
 
     def example_transform(self, training: bool):
-        """``fn(example, seed) -> example`` for tf.data; by default resize to ``config.image_size``."""
-        size = getattr(self.config, "image_size", None)
-        if size is None:
+        """``fn(example, seed) -> example`` for tf.data; by default resize to ``training_size``."""
+        if self.training_size is None:
             return None
         from tfsynth.data import transforms
 
-        return lambda example, seed: transforms.resize(example, tuple(size))
+        return lambda example, seed: transforms.resize(example, self.training_size)
 
     def prepare_run_dir(self, model_dir: str) -> None:
         """Copies into ``model_dir`` the files that training reads besides the records (a style

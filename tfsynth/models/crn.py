@@ -181,7 +181,8 @@ class CRN(SynthesisModel):
                       outputs=("image", "images"), reference="image", conditioned_on_labels=True)
 
     def __init__(self, config: CRNConfig, source_label_space: str = "cityscapes35", **kwargs):
-        super().__init__(config, source_label_space, **kwargs)
+        super().__init__(config, source_label_space, training_size=config.image_size,
+                         num_outputs=config.num_outputs, **kwargs)
         self.palette = tf.constant(labels.get_label_space(self.label_space).palette())
         self.generator = build_generator(config, self.num_classes)
         self.networks = {"generator": self.generator}
@@ -267,5 +268,4 @@ class CRN(SynthesisModel):
     def sample_columns(self, batch):
         ids = tf.cast(self.label_ids(batch["label"]), tf.int32)
         outputs = to_uint8(self.generate(batch["label"]))
-        return ([tf.gather(self.palette, ids), tf.cast(batch["image"], tf.uint8)]
-                + [outputs[:, k] for k in range(self.config.num_outputs)])
+        return [tf.gather(self.palette, ids), tf.cast(batch["image"], tf.uint8), *tf.unstack(outputs, axis=1)]

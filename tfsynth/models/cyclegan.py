@@ -272,7 +272,7 @@ class CycleGAN(SynthesisModel):
     serving_state_keys = ("G_A", "G_B")
 
     def __init__(self, config: CycleGANConfig, source_label_space: str = "cityscapes35", **kwargs):
-        super().__init__(config, source_label_space, **kwargs)
+        super().__init__(config, source_label_space, training_size=config.crop_size, **kwargs)
         self.G_A = build_generator(config, name="G_A")
         self.G_B = build_generator(config, name="G_B")
         self.D_A = build_discriminator(config, name="D_A")

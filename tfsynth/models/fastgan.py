@@ -455,7 +455,7 @@ class FastGAN(SynthesisModel):
     FROM_LATENT = Endpoint("from_latent", inputs=(Input("z", kind="latent", source="index"),))
 
     def __init__(self, config: FastGANConfig, source_label_space: str = "cityscapes35", **kwargs):
-        super().__init__(config, source_label_space, **kwargs)
+        super().__init__(config, source_label_space, training_size=(config.resolution,) * 2, **kwargs)
         self.generator = build_generator(config)
         # The reference starts its average at G's initial weights.
         self.generator_ema = build_generator(config, name="generator_ema")
@@ -473,10 +473,6 @@ class FastGAN(SynthesisModel):
     @property
     def record_fields(self):
         return ("image",)
-
-    @property
-    def training_size(self):
-        return (self.config.resolution, self.config.resolution)
 
     @property
     def latent_size(self) -> int:

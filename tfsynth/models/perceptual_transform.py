@@ -352,7 +352,7 @@ class _PerceptualTransform(SynthesisModel):
     serving_state_keys = ("generator",)
 
     def __init__(self, config, source_label_space: str = "cityscapes35", **kwargs):
-        super().__init__(config, source_label_space, **kwargs)
+        super().__init__(config, source_label_space, training_size=(config.crop_size,) * 2, **kwargs)
         self.generator = self.build_network()
         self.networks = {"generator": self.generator}
         self.vgg = None

@@ -313,7 +313,7 @@ class Pix2Pix(SynthesisModel):
                               reference="image")
 
     def __init__(self, config: Pix2PixConfig, source_label_space: str = "cityscapes35", **kwargs):
-        super().__init__(config, source_label_space, **kwargs)
+        super().__init__(config, source_label_space, training_size=(config.crop_size,) * 2, **kwargs)
         space = labels.get_label_space(source_label_space)
         self.num_classes = space.num_classes
         # The colour-coded label image, as the paper's Cityscapes inputs, scaled to [-1, 1].

@@ -266,7 +266,7 @@ class Pix2PixHD(SynthesisModel):
     label_space = "cityscapes35"
 
     def __init__(self, config: Pix2PixHDConfig, source_label_space: str = "cityscapes35", **kwargs):
-        super().__init__(config, source_label_space, **kwargs)
+        super().__init__(config, source_label_space, training_size=config.image_size, **kwargs)
         self.palette = tf.constant(labels.colorize(np.arange(256), self.label_space))
         edges = 1 if config.instance_edges else 0
         features = config.feature_channels if config.instance_features else 0

@@ -110,7 +110,7 @@ class Segmenter(SynthesisModel):
                        outputs=("label",))
 
     def __init__(self, config: SegmenterConfig, source_label_space: str = "cityscapes35", **kwargs):
-        super().__init__(config, source_label_space, **kwargs)
+        super().__init__(config, source_label_space, training_size=config.image_size, **kwargs)
         space = labels.get_label_space(self.label_space)
         # Ignored pixels (255) are drawn black in grids.
         self.palette = tf.constant(labels.colorize(tf.range(256).numpy(), space))
