@@ -389,7 +389,7 @@ def train(flags_values, spec, config) -> None:
     splits = training_splits(model, data_dir, flags_values.train_split)
     check_data_fits_model(model, splits)
     check_resume_data(saved, model_dir, flags_values, data_dir, splits)
-    model.prepare_run_dir(model_dir)  # after the checks: a refused resume leaves the run untouched
+    run_dir.copy_run_files(model, model_dir)  # after the checks: a refused resume leaves the run untouched
     examples = max(split.count for split in splits.values())  # an epoch covers the larger domain
     steps_per_epoch = max(1, examples // flags_values.global_batch_size)
     total_steps = resolve_steps(flags_values, examples)

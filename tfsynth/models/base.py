@@ -11,7 +11,8 @@ A family subclasses :class:`SynthesisModel` and declares
 * ``serving_endpoints()``: what it serves (:mod:`tfsynth.endpoints`), each with the function
   that computes it; ``serving_state_keys`` names the state an export holds;
 * optionally ``extra_state()`` (checkpointed, not trained: image pools, EMA weights),
-  ``prepare_run_dir(model_dir)`` (files training reads, copied into the run) and
+  ``run_files()`` (files training reads besides the records, which the run directory copies;
+  the family reads ``run_file(name)``, checked by ``check_run_file``) and
   ``finish_training(data)`` (work after the last step whose result the export carries).
 
 Export, infer, evaluate and the training loop derive everything else from these, so an entry
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import Callable
 
 import keras
@@ -97,6 +99,8 @@ class SynthesisModel(GradientEngine, keras.Model):
             self.label_lut = tf.constant(labels.mapping_table(source_label_space, self.label_space))
         self._recompute = False
         self._loss_networks: dict = {}
+        #: Where ``run_files`` were copied (set by ``run_dir.copy_run_files``); None outside a run.
+        self.run_files_dir: str | None = None
         # fit() never calls the model, so Keras would consider it unbuilt.
         self.built = True
 
@@ -159,16 +163,27 @@ class SynthesisModel(GradientEngine, keras.Model):
 
         return lambda example, seed: transforms.resize(example, self.training_size)
 
-    def prepare_run_dir(self, model_dir: str) -> None:
-        """Copies into ``model_dir`` the files that training reads besides the records (a style
-        image), so that a resume, an export or a moved run never depends on the original path.
+    def run_files(self) -> dict[str, str | bytes]:
+        """The files training reads besides the records (a style image, LPIPS weights): each
+        one's name in the run directory, with its source, a path or the content itself (a
+        built-in default). ``run_dir.copy_run_files`` copies them into the run, so that a
+        resume, an export or a moved run never depends on the original path."""
+        return {}
 
-        The training loop calls it once the run directory exists, before ``prepare_training``,
-        on every start and resume; a family reads its copy from then on and keeps a copy that is
-        already there (a resume trains the objective it started with). Raises
-        ``tfrecord.DataError`` naming a file that is missing or unreadable.
-        """
-        del model_dir
+    def check_run_file(self, name: str, path: str) -> None:
+        """Raises ``tfrecord.DataError`` naming ``path`` when it is no usable ``name`` (a source
+        is checked before it is copied, a copy in the run before it is used again); by default
+        every readable file is."""
+        del name, path
+
+    def run_file(self, name: str) -> str | None:
+        """The path to read the run file ``name`` from: the run directory's copy once
+        ``run_dir.copy_run_files`` made it, else its source (a model used outside a run); None
+        when ``run_files`` does not name it, or gives its content and it is not copied yet."""
+        source = self.run_files().get(name)
+        if source is not None and self.run_files_dir is not None:
+            return os.path.join(self.run_files_dir, name)
+        return source if isinstance(source, str) else None
 
     def serving_metadata(self) -> dict:
         """Facts about the serving state that a client needs to build an endpoint's inputs, beyond

@@ -46,14 +46,13 @@ Choices, and why:
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from tfsynth import config as config_lib
-from tfsynth import losses, optimizers, run_dir, seeded
+from tfsynth import losses, optimizers, seeded
 from tfsynth.data import transforms
 from tfsynth.diffaugment import diff_augment, parse_policy
 from tfsynth.endpoints import Endpoint, Input
@@ -465,7 +464,6 @@ class FastGAN(SynthesisModel):
         self.networks = {"generator": self.generator, "discriminator": self.discriminator}
         # Part of every training draw's seed; drawn after --seed seeded numpy.
         self.seed_base = int(np.random.randint(2**31 - 1))
-        self.lpips_path = config.lpips_weights  # the run's copy once prepare_run_dir has run
         self.vgg = None
         self.lpips_weights = None
 
@@ -498,31 +496,25 @@ class FastGAN(SynthesisModel):
     def extra_state(self):
         return {"generator_ema": self.generator_ema}
 
-    def prepare_run_dir(self, model_dir: str) -> None:
-        """Copies the LPIPS weights (when given) into the run, checked, and reads them from there."""
+    def run_files(self):
+        return {LPIPS_COPY: self.config.lpips_weights} if self.config.lpips_weights else {}
+
+    def check_run_file(self, name, path):
         from tfsynth.data.tfrecord import DataError
         from tfsynth.perceptual import PerceptualWeightsError, load_lpips_weights
 
-        copy = os.path.join(model_dir, LPIPS_COPY)
-        source = copy if os.path.exists(copy) else self.config.lpips_weights
-        if not source:
-            return
         try:
-            load_lpips_weights(source)
+            load_lpips_weights(path)
         except PerceptualWeightsError as error:
             raise DataError(f"lpips_weights: {error}") from None
-        if source != copy:
-            with open(source, "rb") as f:
-                run_dir.write_bytes(copy, f.read())
-        self.lpips_path = copy
 
     def build_loss_networks(self):
         from tfsynth.perceptual import LPIPS_LAYERS, VGGFeatures, load_lpips_weights
 
         self.vgg = VGGFeatures(depth=16, layers=LPIPS_LAYERS, pooling="max", weights=self.config.vgg_weights,
                                name="vgg16")
-        if self.lpips_path:
-            self.lpips_weights = [tf.constant(w) for w in load_lpips_weights(self.lpips_path)]
+        if weights_file := self.run_file(LPIPS_COPY):
+            self.lpips_weights = [tf.constant(w) for w in load_lpips_weights(weights_file)]
         return {"vgg16": self.vgg}
 
     # ---------------------------------------------------------------------------- training
