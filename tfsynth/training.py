@@ -395,7 +395,7 @@ def train(flags_values, spec, config) -> None:
     total_steps = resolve_steps(flags_values, examples)
     with strategy.scope():
         loss_networks = model.prepare_training(
-            steps_per_epoch=steps_per_epoch, float16_loss_scaling=precision == "float16")
+            steps_per_epoch=steps_per_epoch, float16_loss_scaling=precision == "float16", seed=flags_values.seed)
         if jit:
             model.enable_xla()
         if flags_values.recompute:

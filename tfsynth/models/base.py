@@ -35,6 +35,9 @@ from tfsynth.endpoints import Endpoint
 from tfsynth.models.gradients import GradientEngine
 from tfsynth.records import record_can_feed, record_source
 
+#: Room for the examples of one step in an example's seed (updates so far * this + index).
+MAX_GLOBAL_BATCH = 2**16
+
 
 @dataclasses.dataclass
 class OptimizerGroup:
@@ -101,6 +104,8 @@ class SynthesisModel(GradientEngine, keras.Model):
         self._loss_networks: dict = {}
         #: Where ``run_files`` were copied (set by ``run_dir.copy_run_files``); None outside a run.
         self.run_files_dir: str | None = None
+        # The run's seed, checkpointed: a resume draws as the run it continues, whatever --seed.
+        self.training_seed = tf.Variable(0, dtype=tf.int64, trainable=False, name="training_seed")
         # fit() never calls the model, so Keras would consider it unbuilt.
         self.built = True
 
@@ -276,15 +281,17 @@ class SynthesisModel(GradientEngine, keras.Model):
         return metrics
 
     # ------------------------------------------------------------------ training machinery
-    def prepare_training(self, steps_per_epoch: int = 1, float16_loss_scaling: bool = False) -> dict:
+    def prepare_training(self, steps_per_epoch: int = 1, float16_loss_scaling: bool = False, seed: int = 0) -> dict:
         """Builds the loss networks, then every optimizer (of every phase) on its own variables, now.
 
-        ``steps_per_epoch`` goes to ``optimizer_groups``. Returns the loss networks by name (for
-        the start-up summary).
+        ``steps_per_epoch`` goes to ``optimizer_groups``; ``seed`` (the run's ``--seed``) is where
+        every random draw of a step starts (``step_seed``; a restored checkpoint brings its own).
+        Returns the loss networks by name (for the start-up summary).
 
         Lazily built optimizers break under MirroredStrategy and lose their state on restore
         (TF_NOTES Q1, Q6), so this runs inside the strategy scope before the first step.
         """
+        self.training_seed.assign(seed)
         loss_networks = self._loss_networks = self.build_loss_networks()
         self._groups = self.optimizer_groups(steps_per_epoch)
         names = [group.name for group in self._groups]
@@ -296,6 +303,33 @@ class SynthesisModel(GradientEngine, keras.Model):
             group.optimizer.build(group.variables())
         self.enter_phase(0)
         return loss_networks
+
+    # The random draws of a training step (dropout masks, latents, noise, augmentations) are pure
+    # functions of these seeds, which derive from the run's seed and the checkpointed optimizer
+    # steps alone: no global generator, so a resume draws exactly as the uninterrupted run.
+    def step_seed(self, salt: int = 0):
+        """This training step's seed pair (int64 [2]) for the draw ``salt``, the same on every
+        replica: ``fold_in([run seed, updates so far], salt)``. Read it before the step's first
+        update."""
+        return _fold_in(tf.stack([self.training_seed.read_value(), self._updates_so_far()]), salt)
+
+    def replica_seed(self, salt: int = 0):
+        """This step's seed pair on this replica (int64 [2]): ``fold_in(step_seed(salt), replica)``,
+        so that replicas draw independently (dropout masks of each replica's share)."""
+        return _fold_in(self.step_seed(salt), _replica_id())
+
+    def example_seeds(self, count: int):
+        """Seed pairs (int64 [count, 2]) of this replica's ``count`` examples: ``[run seed, updates
+        so far * MAX_GLOBAL_BATCH + the example's place in the global batch]``, so that one
+        device and several draw alike for an example."""
+        index = tf.cast(_replica_id() * count + tf.range(count), tf.int64)
+        return tf.stack([tf.fill([count], self.training_seed.read_value()),
+                         self._updates_so_far() * MAX_GLOBAL_BATCH + index], axis=1)
+
+    def _updates_so_far(self):
+        # Every group's optimizer steps: checkpointed, and growing at every step in every phase.
+        return tf.add_n([tf.constant(0, tf.int64)] + [tf.cast(group.optimizer.iterations, tf.int64)
+                                                       for group in self._groups])
 
     def enable_recompute(self) -> None:
         """``--recompute``: trade time for memory, as ``recomputes`` says (after
@@ -319,12 +353,23 @@ class SynthesisModel(GradientEngine, keras.Model):
         items = dict(self.networks)
         items.update({f"optimizer_{name}": opt for name, opt in self.optimizers.items()})
         items.update(self.extra_state())
+        items["training_seed"] = self.training_seed
         return items
 
     def parameter_counts(self) -> dict[str, int]:
         """Trainable parameters per network (running statistics are buffers, as the papers count)."""
         return {name: sum(int(math.prod(w.shape)) for w in net.trainable_weights)
                 for name, net in self.networks.items()}
+
+
+def _fold_in(seed, data):
+    """Another seed pair (int64 [2]) from ``seed`` and ``data``: philox's ``stateless_fold_in``."""
+    return tf.cast(tf.random.experimental.stateless_fold_in(seed, data, alg="philox"), tf.int64)
+
+
+def _replica_id():
+    context = tf.distribute.get_replica_context()
+    return context.replica_id_in_sync_group if context is not None else 0  # 0: cross-replica context
 
 
 def moving_average_update(average: keras.Model, source: keras.Model, decay: float,

@@ -48,7 +48,6 @@ from __future__ import annotations
 import dataclasses
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfsynth import config as config_lib
@@ -72,10 +71,8 @@ SMALL_SIZE, DISCRIMINATOR_TRUNK = 128, 256
 #: The hinge loss's margin is drawn per logit in this range (the reference's rand * 0.2 + 0.8).
 HINGE_MARGIN = (0.8, 1.0)
 OUTPUT_ACTIVATIONS = ("reference", "tanh", "linear")
-#: Independent streams of an example's seed for each random draw of a step.
-_LATENT, _NOISE, _AUGMENT_REAL, _AUGMENT_BIG, _AUGMENT_SMALL, _MARGIN_REAL, _MARGIN_FAKE = range(1, 8)
-#: Room for examples per step in an example's seed (step * this + index).
-_MAX_GLOBAL_BATCH = 2**16
+#: Independent streams of an example's seed for each random draw of a step; the step's quarter.
+_LATENT, _NOISE, _AUGMENT_REAL, _AUGMENT_BIG, _AUGMENT_SMALL, _MARGIN_REAL, _MARGIN_FAKE, _PART = range(1, 9)
 #: Name of the run's copy of the LPIPS weights.
 LPIPS_COPY = "lpips_weights.npz"
 
@@ -462,8 +459,6 @@ class FastGAN(SynthesisModel):
         self.generator_ema.trainable = False  # averaged, never trained: no optimizer, no parameter count
         self.discriminator, self.critic = build_discriminator(config)
         self.networks = {"generator": self.generator, "discriminator": self.discriminator}
-        # Part of every training draw's seed; drawn after --seed seeded numpy.
-        self.seed_base = int(np.random.randint(2**31 - 1))
         self.vgg = None
         self.lpips_weights = None
 
@@ -530,21 +525,9 @@ class FastGAN(SynthesisModel):
                 OptimizerGroup("total", adam("generator_adam"), lambda: self.generator.trainable_variables,
                                name="G")]
 
-    def example_seeds(self, count):
-        """Seed pairs [count, 2] of this replica's examples: from the run's seed, the step and each
-        example's place in the global batch, so one device and several draw alike."""
-        step = tf.cast(self.optimizers["D"].iterations, tf.int64)
-        context = tf.distribute.get_replica_context()
-        replica = context.replica_id_in_sync_group if context is not None else 0
-        index = tf.cast(replica * count + tf.range(count), tf.int64)
-        return tf.stack([tf.fill([count], tf.constant(self.seed_base, tf.int64)), step * _MAX_GLOBAL_BATCH + index],
-                        axis=1)
-
     def step_part(self):
         """The quarter reconstructed this step, the same for the whole batch as the reference's."""
-        step = tf.cast(self.optimizers["D"].iterations, tf.int64)
-        seed = tf.stack([tf.constant(self.seed_base, tf.int64), -1 - step])  # apart from every example's
-        return tf.random.stateless_uniform([], seed, minval=0, maxval=4, dtype=tf.int32, alg="philox")
+        return tf.random.stateless_uniform([], self.step_seed(_PART), minval=0, maxval=4, dtype=tf.int32, alg="philox")
 
     def augmented_fakes(self, seeds):
         """G's two outputs for the examples' seeds (latents and noise drawn from them), each

@@ -27,7 +27,6 @@ import math
 import re
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfsynth import config as config_lib
@@ -322,8 +321,6 @@ class Pix2Pix(SynthesisModel):
         self.generator = build_generator(config, self.input_channels)
         self.discriminator = build_discriminator(config, self.input_channels + 3)
         self.networks = {"generator": self.generator, "discriminator": self.discriminator}
-        # Part of every training step's dropout seed; drawn after --seed seeded numpy.
-        self.seed_base = int(np.random.randint(2**31 - 1))
 
     # -------------------------------------------------------------- what the model consumes
     @property
@@ -391,15 +388,6 @@ class Pix2Pix(SynthesisModel):
                            name="G"),
         ]
 
-    def step_seed(self, step=None):
-        """The dropout seed of a training step (G's optimizer step by default) on this replica."""
-        if step is None:
-            step = self.optimizers["G"].iterations if self._groups else 0
-        context = tf.distribute.get_replica_context()
-        replica = context.replica_id_in_sync_group if context is not None else 0
-        return tf.stack([tf.cast(self.seed_base, tf.int64) + tf.cast(replica, tf.int64),
-                         tf.cast(step, tf.int64)])
-
     def _pair(self, x, y):
         return tf.concat([x, tf.cast(y, x.dtype)], axis=-1)  # D sees (input, output), input first
 
@@ -428,7 +416,7 @@ class Pix2Pix(SynthesisModel):
         x = self.generator_input(batch)
         real = to_unit_range(batch["image"])
         with tape_watching(self.generator.trainable_variables) as tape:
-            fake = self.generator([x, self.step_seed()], training=True)
+            fake = self.generator([x, self.replica_seed()], training=True)  # dropout masks per replica
             d_grads, d_losses, _ = self.group_gradients("D/total", self.discriminator_losses, x, real,
                                                         tf.stop_gradient(fake))
             self.apply_group_gradients("D/total", d_grads)
