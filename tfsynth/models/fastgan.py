@@ -57,7 +57,7 @@ from tfsynth.diffaugment import diff_augment, parse_policy
 from tfsynth.endpoints import Endpoint, Input
 from tfsynth.layers.spectral import SpectralConv2D
 from tfsynth.models.base import OptimizerGroup, SynthesisModel, moving_average_update
-from tfsynth.models.gradients import tape_watching
+from tfsynth.models.gradients import global_batch_sum, tape_watching
 from tfsynth.pixels import from_unit_range, to_uint8, to_unit_range
 
 #: Channels per resolution as multiples of the base width (the reference's ``nfc_multi``): the
@@ -540,9 +540,8 @@ class FastGAN(SynthesisModel):
         return diff_augment(images, seeded.fold(seeds, salt), self.config.augment_policy)
 
     def reconstruction_loss(self, reconstructions, targets):
-        """Sum over the batch of LPIPS(reconstruction, target), summed over the three decoders
-        (the reference's ``.sum()``): the local mean times the global batch, so that the loss
-        summed over replicas is the global batch's sum."""
+        """LPIPS(reconstruction, target) summed over the three decoders and the global batch (the
+        reference's ``.sum()``)."""
         def features(images):
             named = self.vgg(from_unit_range(tf.concat(images, axis=0)))
             return [named[name] for name in self.vgg.feature_names]
@@ -551,9 +550,7 @@ class FastGAN(SynthesisModel):
         # VGG's backward pass does not run over them, none of their activations are kept, and no
         # features are sliced out of a joint batch.
         distances = losses.lpips_distance(features(reconstructions), features(targets), self.lpips_weights)
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        global_batch = tf.cast(tf.shape(reconstructions[0])[0] * replicas, tf.float32)
-        return len(reconstructions) * tf.reduce_mean(distances) * global_batch
+        return global_batch_sum(distances)  # [3 N] distances: every decoder's
 
     def discriminator_losses(self, real, fakes, part, seeds):
         """D's objective (reference ``train_d``): on the augmented reals, the margin hinge plus

@@ -23,11 +23,19 @@ def scale_for_replicas(loss):
 
     Keras optimizers all-reduce gradients with SUM across replicas, so each replica must
     contribute ``local_mean / num_replicas`` (``tf.nn.compute_average_loss`` semantics; local
-    batches are equal because the pipeline drops remainders). The only place where losses are
-    scaled for distribution.
+    batches are equal because the pipeline drops remainders). With :func:`global_batch_sum`,
+    the only place where losses are scaled for distribution.
     """
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     return loss / tf.cast(replicas, loss.dtype) if replicas > 1 else loss
+
+
+def global_batch_sum(values):
+    """A loss that sums per-example ``values`` [N] over the global batch, as a reference
+    written for one device does (``.sum()``): ``mean(values) * N * replicas``, which
+    :func:`scale_for_replicas` turns back into this replica's share of the sum."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return tf.reduce_mean(values) * tf.cast(tf.shape(values)[0] * replicas, values.dtype)
 
 
 @contextlib.contextmanager
