@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 from tfsynth import diffaugment, losses, seeded
-from tfsynth.models.fastgan import (GLU, FastGAN, FastGANConfig, NoiseInjection, build_decoder,
-                                    build_discriminator, quarter, skip_layer_excitation)
+from tfsynth.layers import GLU, NoiseInjection, quarter
+from tfsynth.models.fastgan import FastGAN, FastGANConfig, build_decoder, build_discriminator, skip_layer_excitation
 from tfsynth.perceptual import PerceptualWeightsError, load_lpips_weights
 from tfsynth.run_dir import copy_run_files
 
