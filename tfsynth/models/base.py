@@ -3,11 +3,15 @@
 A family subclasses :class:`SynthesisModel` and declares
 
 * ``networks``: what is trained, checkpointed and counted by ``--dry_run``;
+* ``training_size`` and ``num_outputs`` (constructor arguments): the size it trains at and the
+  images it renders per input;
 * ``record_fields``: which fields of a record its batches carry (``image``, ``label`` ...);
 * ``optimizer_groups(steps_per_epoch)``: which loss trains which variables with which
   optimizer, and from which step to which (a family whose recipe changes optimizers mid-run
   lists both phases; epoch-based schedules count in ``steps_per_epoch``);
-* ``compute_losses(batch)`` (or its own ``train_step``): the paper's objective;
+* ``compute_losses(batch)`` (or its own ``train_step``): the paper's objective, on batches
+  whose string record keys the loop has stripped; its random draws come from the base's
+  ``step_seed`` / ``replica_seed`` / ``example_seeds``, never from a global generator;
 * ``serving_endpoints()``: what it serves (:mod:`tfsynth.endpoints`), each with the function
   that computes it; ``serving_state_keys`` names the state an export holds;
 * optionally ``extra_state()`` (checkpointed, not trained: image pools, EMA weights),
