@@ -36,8 +36,8 @@ def with_sgd(model):
     """Every optimizer group of ``model`` minimised by SGD instead."""
     groups = model.optimizer_groups
 
-    def sgd_groups():
-        result = groups()
+    def sgd_groups(steps_per_epoch):
+        result = groups(steps_per_epoch)
         for group in result:
             group.optimizer = keras.optimizers.SGD(0.005)
         return result

@@ -46,7 +46,7 @@ class PhasedCRN(CRN):
         return [v for layer in self.generator.layers if (module_height(layer.name) or 0) >= 16
                 for v in layer.trainable_variables]
 
-    def optimizer_groups(self):
+    def optimizer_groups(self, steps_per_epoch):
         return [OptimizerGroup("total", keras.optimizers.Adam(1e-3), self.fine_variables, name="G_fine",
                                stop_step=SWITCH_STEP),
                 OptimizerGroup("total", keras.optimizers.Adam(1e-3), lambda: self.generator.trainable_variables,

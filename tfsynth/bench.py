@@ -208,7 +208,7 @@ def main(argv):
 
     from tfsynth import config as config_lib
     from tfsynth import run_dir, training
-    from tfsynth.models.base import numeric
+    from tfsynth.records import numeric
 
     try:
         # The same run training builds, without a run directory: the bench writes no checkpoint.

@@ -121,13 +121,15 @@ class Export:
         photos bilinearly."""
         import tensorflow as tf
 
+        from tfsynth import pixels
+
         size = model_input_size(flag, self.info, batch["image"].shape[1:3])
 
         def resize(name, value):
             if name in ("label", "instance"):
                 return tf.image.resize(value[..., None], size, method="nearest")[..., 0]
             resized = tf.image.resize(tf.cast(value, tf.float32), size)
-            return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+            return pixels.to_uint8(resized)
 
         fields = {record_field(spec.source) for spec in self.fed}
         records = {name: resize(name, value) for name, value in batch.items() if name in fields}
@@ -139,7 +141,7 @@ class Export:
         labels coloured after resizing, low-resolution inputs degraded from the resized photo)."""
         import tensorflow as tf
 
-        from tfsynth.models.base import record_source
+        from tfsynth.records import record_source
 
         records = self.records(batch, flag)
         inputs = {}
@@ -381,6 +383,7 @@ def upscaling_scores(export, batch: dict, flag: str, outputs: np.ndarray) -> np.
     """
     import tensorflow as tf
 
+    from tfsynth import pixels
     from tfsynth.data import transforms
     from tfsynth.metrics import image_quality
 
@@ -388,7 +391,7 @@ def upscaling_scores(export, batch: dict, flag: str, outputs: np.ndarray) -> np.
     high = transforms.crop_to_multiple(export.records(batch, flag)["image"], scale).numpy()
     low = export.inputs(batch, flag, 0)[export.endpoint.spatial_input.name]
     bicubic = tf.image.resize(tf.cast(low, tf.float32), high.shape[1:3], method="bicubic")
-    bicubic = tf.cast(tf.clip_by_value(tf.round(bicubic), 0, 255), tf.uint8).numpy()
+    bicubic = pixels.to_uint8(bicubic).numpy()
     for name, scores in (("model", export.y_scores), ("bicubic", export.baseline)):
         images = outputs if name == "model" else bicubic
         scores["psnr_y"].update(image_quality.psnr_y(images, high, scale))
@@ -397,7 +400,7 @@ def upscaling_scores(export, batch: dict, flag: str, outputs: np.ndarray) -> np.
 
 
 def record_source_numpy(batch: dict, source: str, label_space: str) -> np.ndarray:
-    from tfsynth.models.base import record_source
+    from tfsynth.records import record_source
 
     return np.asarray(record_source(batch, source, label_space))
 

@@ -37,9 +37,11 @@ from tfsynth import run_dir
 def _uint8(name: str, tensor):
     import tensorflow as tf
 
+    from tfsynth import pixels
+
     if name == "label":
         return tf.cast(tensor, tf.uint8)
-    return tf.cast(tf.clip_by_value(tf.round(tensor), 0, 255), tf.uint8)
+    return pixels.to_uint8(tensor)
 
 
 def runtime_shape(value):

@@ -149,7 +149,7 @@ def make_step_function(model, strategy, step_counter, finite_flag: bool = False)
     """
     import tensorflow as tf
 
-    from tfsynth.models.base import numeric
+    from tfsynth.records import numeric
 
     replicas = strategy.num_replicas_in_sync
 
@@ -316,7 +316,7 @@ class Run:
         import tensorflow as tf
 
         from tfsynth import summaries
-        from tfsynth.models.base import numeric
+        from tfsynth.records import numeric
 
         options, model, model_dir = self.options, self.model, self.options.model_dir
         if not model_dir:
@@ -330,9 +330,11 @@ class Run:
         is_chief = self.is_chief
         manager = RunCheckpoints(checkpoint, model_dir, options.keep_checkpoints, self.worker_index)
         origin, last_saved = self._restore_or_warm_start(checkpoint, manager)
-        # Attached after the restore: a checkpoint from before the counter existed restores without
-        # it (and the counter starts at 0), a newer one restores it on attachment.
+        # Attached after the restore: a checkpoint from before these existed restores without them
+        # (the counter starts at 0, the seed is the run's --seed), a newer one restores them on
+        # attachment.
         checkpoint.skipped_steps = tf.Variable(0, dtype=tf.int64, name="skipped_steps", trainable=False)
+        checkpoint.training_seed = model.training_seed
         guard = nonfinite.Guard(model.checkpoint_items(), options.on_nan)
         if is_chief:
             self._write_config()
@@ -498,10 +500,10 @@ def prepare(options: TrainOptions) -> Run:
         run_dir.check_resume_data(saved, model_dir, train_data=options.train_data, data_dir=data_dir,
                                   global_batch_size=options.global_batch_size, splits=splits)
         os.makedirs(model_dir, exist_ok=True)
-        model.prepare_run_dir(model_dir)  # after the checks: a refused resume leaves the run untouched
+        run_dir.copy_run_files(model, model_dir)  # after the checks: a refused resume leaves the run untouched
     with strategy.scope():
         loss_networks = model.prepare_training(
-            steps_per_epoch=steps_per_epoch, float16_loss_scaling=precision == "float16")
+            steps_per_epoch=steps_per_epoch, float16_loss_scaling=precision == "float16", seed=options.seed)
         if options.recompute:
             model.enable_recompute()
     return Run(options=options, spec=spec, config=config, model=model, strategy=strategy, precision=precision,

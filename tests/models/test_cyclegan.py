@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from tfsynth import config as config_lib
-from tfsynth import registry
+from tfsynth import pixels, registry
 from tfsynth.data import labels
 from tfsynth.models import cyclegan
 from tfsynth.models.cyclegan import CycleGAN, CycleGANConfig, ImagePool, pool_update
@@ -475,5 +475,5 @@ def test_sample_columns_are_a_fake_cycle_b_fake_cycle(tiny):
     batch = _batch()
     np.testing.assert_array_equal(columns[0].numpy(), batch["A"]["image"].numpy())
     np.testing.assert_array_equal(columns[3].numpy(), batch["B"]["image"].numpy())
-    np.testing.assert_array_equal(columns[1].numpy(), cyclegan.to_uint8(tiny.G_A(
-        cyclegan.to_unit_range(batch["A"]["image"]))).numpy())
+    np.testing.assert_array_equal(columns[1].numpy(), pixels.unit_range_to_uint8(tiny.G_A(
+        pixels.to_unit_range(batch["A"]["image"]))).numpy())

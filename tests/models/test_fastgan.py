@@ -7,9 +7,10 @@ import pytest
 import tensorflow as tf
 
 from tfsynth import diffaugment, losses, seeded
-from tfsynth.models.fastgan import (GLU, FastGAN, FastGANConfig, NoiseInjection, build_decoder,
-                                    build_discriminator, quarter, skip_layer_excitation)
+from tfsynth.layers import GLU, NoiseInjection, quarter
+from tfsynth.models.fastgan import FastGAN, FastGANConfig, build_decoder, build_discriminator, skip_layer_excitation
 from tfsynth.perceptual import PerceptualWeightsError, load_lpips_weights
+from tfsynth.run_dir import copy_run_files
 
 pytestmark = pytest.mark.family("fastgan")
 
@@ -209,17 +210,17 @@ def test_the_run_keeps_its_own_copy_of_the_lpips_weights(tmp_path):
     np.savez(user_file, **{f"lin{i}": np.full([c], i + 1, np.float32) for i, c in enumerate((64, 128, 256, 512, 512))})
     run = tmp_path / "run"
     run.mkdir()
-    FastGAN(tiny(lpips_weights=str(user_file))).prepare_run_dir(str(run))
+    copy_run_files(FastGAN(tiny(lpips_weights=str(user_file))), str(run))
     user_file.unlink()
     resumed = FastGAN(tiny(lpips_weights=str(user_file)))
-    resumed.prepare_run_dir(str(run))
-    assert resumed.lpips_path == str(run / LPIPS_COPY)
+    copy_run_files(resumed, str(run))
+    assert resumed.run_file(LPIPS_COPY) == str(run / LPIPS_COPY)
     resumed.build_loss_networks()
     assert [float(w[0]) for w in resumed.lpips_weights] == [1.0, 2.0, 3.0, 4.0, 5.0]
 
     np.savez(user_file, lin0=np.zeros(3))
     with pytest.raises(DataError, match="lpips_weights: .*lin0 has 3 weights"):
-        FastGAN(tiny(lpips_weights=str(user_file))).prepare_run_dir(str(tmp_path / "other"))
+        copy_run_files(FastGAN(tiny(lpips_weights=str(user_file))), str(tmp_path / "other"))
 
 
 # ----------------------------------------------------------------------- training, EMA, export

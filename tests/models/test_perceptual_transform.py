@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from family_support import first_batch, tiny_family
+from tfsynth.run_dir import copy_run_files
 
 pytestmark = pytest.mark.usefixtures("cache_dir")
 
@@ -184,13 +185,13 @@ def test_style_image_is_copied_into_the_run_and_read_from_there(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     config = pt.StyleTransferConfig(style_image=str(source), style_image_size=0, crop_size=64, residual_blocks=2)
-    pt.StyleTransfer(config).prepare_run_dir(str(run))
+    copy_run_files(pt.StyleTransfer(config), str(run))
     assert np.array_equal(np.asarray(Image.open(run / "style_image.png")), painting)
     source.unlink()  # a resume never needs the original again
     resumed = pt.StyleTransfer(config)
-    resumed.prepare_run_dir(str(run))
+    copy_run_files(resumed, str(run))
     assert np.array_equal(resumed.style_image(), painting)
-    assert pt.StyleTransfer(config).style_image_path == str(source)  # until a run directory is given
+    assert pt.StyleTransfer(config).run_file("style_image.png") == str(source)  # until a run directory is given
 
 
 @pytest.mark.unit
@@ -200,7 +201,7 @@ def test_builtin_style_image_is_deterministic_and_copied(tmp_path):
     assert first.shape == (256, 256, 3) and np.array_equal(first, second)
     assert first.std() > 20  # a painting, not a flat colour
     model = pt.StyleTransfer(pt.StyleTransferConfig(crop_size=64, residual_blocks=2, style_image_size=64))
-    model.prepare_run_dir(str(tmp_path))
+    copy_run_files(model, str(tmp_path))
     assert os.path.exists(tmp_path / "style_image.png")
     assert model.style_image().shape == (64, 64, 3)
 
@@ -214,7 +215,7 @@ def test_unreadable_style_image_is_a_data_error_naming_it(tmp_path):
     broken.write_text("not an image")
     model = pt.StyleTransfer(pt.StyleTransferConfig(style_image=str(broken), crop_size=64, residual_blocks=2))
     with pytest.raises(DataError, match=f"style_image {broken}: not a readable image"):
-        model.prepare_run_dir(str(tmp_path))
+        copy_run_files(model, str(tmp_path))
     assert not any(name.startswith("style_image") for name in os.listdir(tmp_path))
 
 

@@ -238,7 +238,7 @@ def test_discriminator_is_updated_first_and_generator_trains_against_it():
     model = Pix2Pix(tiny())
     model.prepare_training(steps_per_epoch=5)
     batch = random_batch()
-    seed = model.step_seed()  # this step's dropout seed
+    seed = model.replica_seed()  # this step's dropout seed
     g_before, d_before = snapshot(model.generator), snapshot(model.discriminator)
     losses = {k: float(v) for k, v in model.train_step(batch).items()}
     d_after = snapshot(model.discriminator)

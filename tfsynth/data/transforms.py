@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tfsynth import pixels
+
 #: Keys holding continuous images (bilinear/bicubic) vs id maps (nearest).
 _IMAGE_KEYS = ("image", "target")
 _ID_KEYS = ("label", "instance")
@@ -20,7 +22,7 @@ def _resize(example: dict, size, image_method: str) -> dict:
         if key in example:
             resized = tf.image.resize(tf.cast(example[key], tf.float32), size, method=image_method,
                                       antialias=True)
-            out[key] = tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+            out[key] = pixels.to_uint8(resized)
     for key in _ID_KEYS:
         if key in example:
             resized = tf.image.resize(example[key][..., None], size, method="nearest")[..., 0]
@@ -88,7 +90,7 @@ def random_crop_at_least(example: dict, seed, crop_size: int) -> dict:
 
     def enlarge():
         resized = tf.image.resize(tf.cast(image, tf.float32), new_size, method="bicubic")
-        return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+        return pixels.to_uint8(resized)
 
     image = tf.cond(shorter < crop_size, enlarge, lambda: image)
     image = tf.image.stateless_random_crop(image, [crop_size, crop_size, 3], seed=seed)
@@ -142,4 +144,4 @@ def degrade_for_super_resolution(images, scale: int, sigma: float = SR_BLUR_SIGM
     shape = tf.shape(images)
     blurred = gaussian_blur(images, sigma)
     small = tf.image.resize(blurred, [shape[1] // scale, shape[2] // scale], method="bicubic", antialias=True)
-    return tf.cast(tf.clip_by_value(tf.round(small), 0, 255), tf.uint8)
+    return pixels.to_uint8(small)

@@ -123,3 +123,29 @@ def make_norm(kind: str, name: str | None = None) -> keras.layers.Layer:
     if kind not in factories:
         raise ValueError(f"unknown norm {kind!r}; valid: {', '.join(factories)}")
     return factories[kind](name)
+
+
+@keras.saving.register_keras_serializable(package="tfsynth")
+class GlobalBatchNormalization(keras.layers.BatchNormalization):
+    """Batch norm over the global batch (every replica's examples), with the variance computed
+    in two passes: the mean first, then the mean squared deviation from it. Keras' synchronized
+    batch norm takes E[x^2] - E[x]^2, which loses digits to cancellation (measured on FastGAN's
+    tiny configuration: one device and two differed by 2.4e-3 of an update with it, 1.6e-3 with this)."""
+
+    def __init__(self, **kwargs):
+        kwargs["synchronized"] = False  # the statistics below are synchronized themselves
+        super().__init__(**kwargs)
+
+    def _moments(self, inputs, mask):
+        context = tf.distribute.get_replica_context()
+        axes = self._reduction_axes
+
+        def global_sum(value):
+            value = tf.reduce_sum(value, axis=axes)
+            return context.all_reduce("SUM", value) if context is not None else value
+
+        x = tf.cast(inputs, tf.float32)
+        count = global_sum(tf.ones_like(x[..., :1]))
+        mean = global_sum(x) / count
+        variance = global_sum(tf.square(x - mean)) / count
+        return tf.cast(mean, inputs.dtype), tf.cast(variance, inputs.dtype)

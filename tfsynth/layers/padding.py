@@ -1,4 +1,4 @@
-"""Padding and cropping layers."""
+"""Padding and cropping layers (a quadrant per example is a crop too)."""
 
 import keras
 import tensorflow as tf
@@ -40,3 +40,23 @@ class SlicedCropping2D(keras.layers.Cropping2D):
         y = tf.slice(x, [0, top, left, 0], [-1, shape[1] - top - bottom, shape[2] - left - right, -1])
         y.set_shape(self.compute_output_shape(x.shape))  # the size is a tensor: keep what is known statically
         return y
+
+
+def quarter(x, part):
+    """One quadrant per example: ``part`` [N] in {0: top-left, 1: top-right, 2: bottom-left,
+    3: bottom-right} of [N, H, W, C] -> [N, H/2, W/2, C] (the reference's ``crop_image_by_part``)."""
+    h, w = x.shape[1] // 2, x.shape[2] // 2
+    quadrants = tf.stack([x[:, :h, :w], x[:, :h, w:], x[:, h:, :w], x[:, h:, w:]], axis=1)
+    return tf.gather(quadrants, tf.cast(part, tf.int32), axis=1, batch_dims=1)
+
+
+@keras.saving.register_keras_serializable(package="tfsynth")
+class Quarter(keras.layers.Layer):
+    """:func:`quarter` as a layer: ``[x, part] -> quadrant``."""
+
+    def call(self, inputs):
+        return quarter(*inputs)
+
+    def compute_output_shape(self, input_shapes):
+        shape = input_shapes[0]
+        return (shape[0], shape[1] // 2, shape[2] // 2, shape[3])

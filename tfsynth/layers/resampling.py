@@ -75,3 +75,22 @@ def average_downsample(x):
     total = tf.nn.avg_pool2d(tf.pad(x, padding), 3, 2, "VALID")
     count = tf.nn.avg_pool2d(tf.pad(tf.ones_like(x[..., :1]), padding), 3, 2, "VALID")
     return total / count
+
+
+@keras.saving.register_keras_serializable(package="tfsynth")
+class AdaptiveAveragePooling(keras.layers.Layer):
+    """PyTorch's AdaptiveAvgPool2d(size) for sides that are multiples of ``size``."""
+
+    def __init__(self, size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.size = size
+
+    def call(self, x):
+        window = x.shape[1] // self.size
+        return x if window == 1 else tf.nn.avg_pool2d(x, window, window, "VALID")
+
+    def compute_output_shape(self, shape):
+        return (shape[0], self.size, self.size, shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size}

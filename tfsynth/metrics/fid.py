@@ -257,6 +257,8 @@ class InceptionFeatures:
     def __init__(self, source: str = "keras", batch_size: int = 50):
         import tensorflow as tf  # Deferred: statistics users need no TensorFlow.
 
+        from tfsynth import pixels
+
         self.source = str(source)
         self.batch_size = int(batch_size)
         lowered = self.source.lower()
@@ -290,7 +292,7 @@ class InceptionFeatures:
                      reduce_retracing=True)
         def features(images):
             x = tf.image.resize(images, (INCEPTION_SIZE, INCEPTION_SIZE), method="bilinear")
-            x = x / 127.5 - 1.0  # keras' inception_v3.preprocess_input ("tf" mode).
+            x = pixels.to_unit_range(x)  # keras' inception_v3.preprocess_input ("tf" mode).
             return model(x, training=False)
 
         self._features = features

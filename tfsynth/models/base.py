@@ -1,35 +1,46 @@
-"""What every model family shares: the family contract, and one generic training step.
+"""What every model family shares: the family contract.
 
 A family subclasses :class:`SynthesisModel` and declares
 
 * ``networks``: what is trained, checkpointed and counted by ``--dry_run``;
+* ``training_size`` and ``num_outputs`` (constructor arguments): the size it trains at and the
+  images it renders per input;
 * ``record_fields``: which fields of a record its batches carry (``image``, ``label`` ...);
-* ``optimizer_groups()``: which loss trains which variables with which optimizer, and from
-  which step to which (a family whose recipe changes optimizers mid-run lists both phases);
-* ``compute_losses(batch)`` (or its own ``train_step``): the paper's objective;
+* ``optimizer_groups(steps_per_epoch)``: which loss trains which variables with which
+  optimizer, and from which step to which (a family whose recipe changes optimizers mid-run
+  lists both phases; epoch-based schedules count in ``steps_per_epoch``);
+* ``compute_losses(batch)`` (or its own ``train_step``): the paper's objective, on batches
+  whose string record keys the loop has stripped; its random draws come from the base's
+  ``step_seed`` / ``replica_seed`` / ``example_seeds``, never from a global generator;
 * ``serving_endpoints()``: what it serves (:mod:`tfsynth.endpoints`), each with the function
   that computes it; ``serving_state_keys`` names the state an export holds;
 * optionally ``extra_state()`` (checkpointed, not trained: image pools, EMA weights),
-  ``prepare_run_dir(model_dir)`` (files training reads, copied into the run) and
+  ``run_files()`` (files training reads besides the records, which the run directory copies;
+  the family reads ``run_file(name)``, checked by ``check_run_file``) and
   ``finish_training(data)`` (work after the last step whose result the export carries).
 
 Export, infer, evaluate and the training loop derive everything else from these, so an entry
 point never names a family. The training step itself (gradient tapes, replica scaling, loss
-scaling, optional XLA on the per-replica gradient function) lives here once.
+scaling, optional XLA on the per-replica gradient function) lives once in
+:mod:`tfsynth.models.gradients`, a mixin of :class:`SynthesisModel`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
+import os
 from typing import Callable
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from tfsynth.endpoints import Endpoint, record_field
+from tfsynth.endpoints import Endpoint
+from tfsynth.models.gradients import GradientEngine
+from tfsynth.records import record_can_feed, record_source
+
+#: Room for the examples of one step in an example's seed (updates so far * this + index).
+MAX_GLOBAL_BATCH = 2**16
 
 
 @dataclasses.dataclass
@@ -57,30 +68,15 @@ class OptimizerGroup:
         return self.start_step <= step and (self.stop_step is None or step < self.stop_step)
 
 
-def numeric(batch):
-    """The batch without its string record keys (they are for error messages; XLA takes none)."""
-    return {name: numeric(value) if isinstance(value, dict) else value
-            for name, value in batch.items() if isinstance(value, dict) or value.dtype != tf.string}
-
-
-def scale_for_replicas(loss):
-    """Scales a local-batch mean loss so that SUM-reduced gradients equal the global mean.
-
-    Keras optimizers all-reduce gradients with SUM across replicas, so each replica must
-    contribute ``local_mean / num_replicas`` (``tf.nn.compute_average_loss`` semantics; local
-    batches are equal because the pipeline drops remainders). This is the only place where
-    losses are scaled for distribution.
-    """
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    return loss / tf.cast(replicas, loss.dtype) if replicas > 1 else loss
-
-
-class SynthesisModel(keras.Model):
+class SynthesisModel(GradientEngine, keras.Model):
     """Base class of the model families; see the module docstring.
 
     Args:
       config: the family's frozen config dataclass.
       source_label_space: label space of the data the model reads (``dataset.json``).
+      training_size: (height, width) the model trains at, which exports record and evaluate
+        feeds inputs at; the default ``example_transform`` resizes to it. None: no one size.
+      num_outputs: images rendered per input (CRN renders K at once).
     """
 
     config_class: type = None
@@ -95,28 +91,27 @@ class SynthesisModel(keras.Model):
     #: other masks or update its statistics again when recomputed.
     recomputes: str | None = None
 
-    def __init__(self, config, source_label_space: str = "cityscapes35", **kwargs):
+    def __init__(self, config, source_label_space: str = "cityscapes35", *,
+                 training_size: tuple[int, int] | None = None, num_outputs: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.config = config
         self.source_label_space = source_label_space
+        self.training_size = tuple(training_size) if training_size else None
+        self.num_outputs = num_outputs
         self.networks: dict[str, keras.Model] = {}
         if self.label_space:
             from tfsynth.data import labels
 
             self.num_classes = labels.get_label_space(self.label_space).num_classes
             self.label_lut = tf.constant(labels.mapping_table(source_label_space, self.label_space))
-        self._gradient_fn = self._compute_gradients
         self._recompute = False
         self._loss_networks: dict = {}
-        self._groups: list[OptimizerGroup] = []
-        self._active: list[OptimizerGroup] = []
+        #: Where ``run_files`` were copied (set by ``run_dir.copy_run_files``); None outside a run.
+        self.run_files_dir: str | None = None
+        # The run's seed, checkpointed: a resume draws as the run it continues, whatever --seed.
+        self.training_seed = tf.Variable(0, dtype=tf.int64, trainable=False, name="training_seed")
         # fit() never calls the model, so Keras would consider it unbuilt.
         self.built = True
-
-    @property
-    def num_outputs(self) -> int:
-        """Images rendered per input (CRN renders K at once)."""
-        return getattr(self.config, "num_outputs", 1)
 
     @property
     def size_multiple(self) -> int:
@@ -129,23 +124,14 @@ class SynthesisModel(keras.Model):
         return None
 
     @property
-    def training_size(self) -> tuple[int, int] | None:
-        """(height, width) the model trains at: ``config.image_size``, or a square ``crop_size``."""
-        size = getattr(self.config, "image_size", None)
-        if size:
-            return tuple(size)
-        crop = getattr(self.config, "crop_size", None)
-        if not crop:
-            return None
-        return tuple(crop) if isinstance(crop, (tuple, list)) else (crop, crop)
-
-    @property
     def record_fields(self) -> tuple[str, ...]:
         """Fields of each record the model reads (``image``, ``label``, ``instance``, ``target``)."""
         return ("image", "label")
 
     # ------------------------------------------------------------------ family interface
-    def optimizer_groups(self) -> list[OptimizerGroup]:
+    def optimizer_groups(self, steps_per_epoch: int) -> list[OptimizerGroup]:
+        """The optimizer groups of every phase; ``steps_per_epoch`` converts epoch-based
+        schedules (linear decay, phase switches) to steps."""
         raise NotImplementedError
 
     def compute_losses(self, batch: dict, training: bool = True) -> dict:
@@ -179,24 +165,34 @@ class SynthesisModel(keras.Model):
         return {"": split}
 
     def example_transform(self, training: bool):
-        """``fn(example, seed) -> example`` for tf.data; by default resize to ``config.image_size``."""
-        size = getattr(self.config, "image_size", None)
-        if size is None:
+        """``fn(example, seed) -> example`` for tf.data; by default resize to ``training_size``."""
+        if self.training_size is None:
             return None
         from tfsynth.data import transforms
 
-        return lambda example, seed: transforms.resize(example, tuple(size))
+        return lambda example, seed: transforms.resize(example, self.training_size)
 
-    def prepare_run_dir(self, model_dir: str) -> None:
-        """Copies into ``model_dir`` the files that training reads besides the records (a style
-        image), so that a resume, an export or a moved run never depends on the original path.
+    def run_files(self) -> dict[str, str | bytes]:
+        """The files training reads besides the records (a style image, LPIPS weights): each
+        one's name in the run directory, with its source, a path or the content itself (a
+        built-in default). ``run_dir.copy_run_files`` copies them into the run, so that a
+        resume, an export or a moved run never depends on the original path."""
+        return {}
 
-        The training loop calls it once the run directory exists, before ``prepare_training``,
-        on every start and resume; a family reads its copy from then on and keeps a copy that is
-        already there (a resume trains the objective it started with). Raises
-        ``tfrecord.DataError`` naming a file that is missing or unreadable.
-        """
-        del model_dir
+    def check_run_file(self, name: str, path: str) -> None:
+        """Raises ``tfrecord.DataError`` naming ``path`` when it is no usable ``name`` (a source
+        is checked before it is copied, a copy in the run before it is used again); by default
+        every readable file is."""
+        del name, path
+
+    def run_file(self, name: str) -> str | None:
+        """The path to read the run file ``name`` from: the run directory's copy once
+        ``run_dir.copy_run_files`` made it, else its source (a model used outside a run); None
+        when ``run_files`` does not name it, or gives its content and it is not copied yet."""
+        source = self.run_files().get(name)
+        if source is not None and self.run_files_dir is not None:
+            return os.path.join(self.run_files_dir, name)
+        return source if isinstance(source, str) else None
 
     def serving_metadata(self) -> dict:
         """Facts about the serving state that a client needs to build an endpoint's inputs, beyond
@@ -289,18 +285,19 @@ class SynthesisModel(keras.Model):
         return metrics
 
     # ------------------------------------------------------------------ training machinery
-    def prepare_training(self, steps_per_epoch: int = 1, float16_loss_scaling: bool = False) -> dict:
+    def prepare_training(self, steps_per_epoch: int = 1, float16_loss_scaling: bool = False, seed: int = 0) -> dict:
         """Builds the loss networks, then every optimizer (of every phase) on its own variables, now.
 
-        ``steps_per_epoch`` lets epoch-based schedules (linear decay, phase switches) count in
-        steps. Returns the loss networks by name (for the start-up summary).
+        ``steps_per_epoch`` goes to ``optimizer_groups``; ``seed`` (the run's ``--seed``) is where
+        every random draw of a step starts (``step_seed``; a restored checkpoint brings its own).
+        Returns the loss networks by name (for the start-up summary).
 
         Lazily built optimizers break under MirroredStrategy and lose their state on restore
         (TF_NOTES Q1, Q6), so this runs inside the strategy scope before the first step.
         """
-        self.steps_per_epoch = steps_per_epoch
+        self.training_seed.assign(seed)
         loss_networks = self._loss_networks = self.build_loss_networks()
-        self._groups = self.optimizer_groups()
+        self._groups = self.optimizer_groups(steps_per_epoch)
         names = [group.name for group in self._groups]
         if len(set(names)) != len(names):
             raise ValueError(f"{type(self).__name__}: optimizer group names must be unique, got {names}")
@@ -311,24 +308,32 @@ class SynthesisModel(keras.Model):
         self.enter_phase(0)
         return loss_networks
 
-    def enter_phase(self, step: int) -> tuple[str, ...]:
-        """Activates the groups that update at ``step``; returns their names (the phase's key:
-        the training loop traces one step function per phase)."""
-        self._active = [group for group in self._groups if group.active_at(step)]
-        return tuple(group.name for group in self._active)
+    # The random draws of a training step (dropout masks, latents, noise, augmentations) are pure
+    # functions of these seeds, which derive from the run's seed and the checkpointed optimizer
+    # steps alone: no global generator, so a resume draws exactly as the uninterrupted run.
+    def step_seed(self, salt: int = 0):
+        """This training step's seed pair (int64 [2]) for the draw ``salt``, the same on every
+        replica: ``fold_in([run seed, updates so far], salt)``. Read it before the step's first
+        update."""
+        return _fold_in(tf.stack([self.training_seed.read_value(), self._updates_so_far()]), salt)
 
-    @property
-    def optimizers(self) -> dict[str, keras.optimizers.Optimizer]:
-        return {group.name: group.optimizer for group in self._groups}
+    def replica_seed(self, salt: int = 0):
+        """This step's seed pair on this replica (int64 [2]): ``fold_in(step_seed(salt), replica)``,
+        so that replicas draw independently (dropout masks of each replica's share)."""
+        return _fold_in(self.step_seed(salt), _replica_id())
 
-    def enable_xla(self) -> None:
-        """Jit-compiles the per-replica gradient computations only.
+    def example_seeds(self, count: int):
+        """Seed pairs (int64 [count, 2]) of this replica's ``count`` examples: ``[run seed, updates
+        so far * MAX_GLOBAL_BATCH + the example's place in the global batch]``, so that one
+        device and several draw alike for an example."""
+        index = tf.cast(_replica_id() * count + tf.range(count), tf.int64)
+        return tf.stack([tf.fill([count], self.training_seed.read_value()),
+                         self._updates_so_far() * MAX_GLOBAL_BATCH + index], axis=1)
 
-        Compiling the whole distributed step fails under MirroredStrategy (TF_NOTES Q1); the
-        all-reduce and optimizer update stay outside XLA.
-        """
-        self._xla = True
-        self._gradient_fn = tf.function(self._compute_gradients, jit_compile=True)
+    def _updates_so_far(self):
+        # Every group's optimizer steps: checkpointed, and growing at every step in every phase.
+        return tf.add_n([tf.constant(0, tf.int64)] + [tf.cast(group.optimizer.iterations, tf.int64)
+                                                       for group in self._groups])
 
     def enable_recompute(self) -> None:
         """``--recompute``: trade time for memory, as ``recomputes`` says (after
@@ -348,71 +353,6 @@ class SynthesisModel(keras.Model):
             return tf.recompute_grad(lambda x: network(x, training=True))(inputs)
         return network(inputs, training=training)
 
-    # Sequential updates (GANs: D then G, or G then D, as each paper's code orders them) are
-    # written in a family's own ``train_step`` with these two helpers.
-    def group_gradients(self, loss_name: str, loss_fn, *args):
-        """Gradients of ``loss_fn(*args)[0][loss_name]`` for the active group minimising it.
-
-        ``loss_fn`` returns ``(losses, extras)``: a dict of scalar losses (local-batch means)
-        and any tensors the caller needs next (e.g. generated images). Under XLA the whole
-        computation is compiled, per replica.
-
-        Returns:
-          (gradients, losses, extras).
-        """
-        group = self._group(loss_name)
-
-        def compute(*inner):
-            with tf.GradientTape() as tape:
-                losses, extras = loss_fn(*inner)
-                scaled = group.optimizer.scale_loss(scale_for_replicas(losses[loss_name]))
-            return tape.gradient(scaled, group.variables()), losses, extras
-
-        if getattr(self, "_xla", False):
-            compute = tf.function(compute, jit_compile=True)
-        return compute(*args)
-
-    def scale_group_loss(self, loss_name: str, loss):
-        """``loss`` as the active group minimising it differentiates it (replica scaling, then
-        loss scaling): for a family that records a loss on its own tape, e.g. because another
-        group updates between the forward pass and the loss (FastGAN's G after D)."""
-        return self._group(loss_name).optimizer.scale_loss(scale_for_replicas(loss))
-
-    def apply_group_gradients(self, loss_name: str, gradients) -> None:
-        group = self._group(loss_name)
-        group.optimizer.apply_gradients(zip(gradients, group.variables()))
-
-    def _group(self, loss_name: str) -> OptimizerGroup:
-        for group in self._active:
-            if group.loss == loss_name:
-                return group
-        raise KeyError(f"no active optimizer group for loss {loss_name!r}")
-
-    def _compute_gradients(self, batch):
-        with tf.GradientTape(persistent=True) as tape:
-            losses = self.compute_losses(batch, training=True)
-            scaled = [
-                group.optimizer.scale_loss(scale_for_replicas(losses[group.loss]))
-                for group in self._active
-            ]
-        gradients = [tape.gradient(loss, group.variables()) for loss, group in zip(scaled, self._active)]
-        del tape
-        return gradients, losses
-
-    def train_step(self, batch):
-        """One optimisation step on this replica's share of the batch; returns its losses.
-
-        The default updates every active group from one forward pass; families whose paper
-        orders the updates override this with ``group_gradients`` / ``apply_group_gradients``.
-        """
-        gradients, losses = self._gradient_fn(numeric(batch))
-        for group, grads in zip(self._active, gradients):
-            group.optimizer.apply_gradients(zip(grads, group.variables()))
-        return losses
-
-    def learning_rates(self) -> dict:
-        return {name: optimizer.learning_rate for name, optimizer in self.optimizers.items()}
-
     def checkpoint_items(self) -> dict:
         items = dict(self.networks)
         items.update({f"optimizer_{name}": opt for name, opt in self.optimizers.items()})
@@ -425,38 +365,14 @@ class SynthesisModel(keras.Model):
                 for name, net in self.networks.items()}
 
 
-def record_can_feed(batch: dict, spec) -> bool:
-    """Whether a batch holds what ``spec`` (an endpoint ``Input``) is taken from."""
-    field = "image" if spec.source == "index" else record_field(spec.source)
-    return field in batch
+def _fold_in(seed, data):
+    """Another seed pair (int64 [2]) from ``seed`` and ``data``: philox's ``stateless_fold_in``."""
+    return tf.cast(tf.random.experimental.stateless_fold_in(seed, data, alg="philox"), tf.int64)
 
 
-def record_source(batch: dict, source: str, label_space: str, scale: int = 1):
-    """A tensor for ``Input.source`` / ``Endpoint.reference`` from a batch of records (``scale``:
-    the endpoint's, by which ``degraded_image`` is downsampled)."""
-    if source == "degraded_image":
-        from tfsynth.data import transforms
-
-        return transforms.degrade_for_super_resolution(batch["image"], scale)
-    if source == "label_color":
-        from tfsynth.data import labels
-
-        # Padded to 256 ids: ids outside the label space are drawn black.
-        palette = tf.constant(labels.colorize(np.arange(256), label_space))
-        return tf.gather(palette, tf.cast(batch["label"], tf.int32))
-    if source == "index":
-        return tf.range(tf.shape(batch["image"])[0], dtype=tf.int64)
-    return batch[source]
-
-
-@contextlib.contextmanager
-def tape_watching(variables):
-    """A gradient tape that records only what depends on ``variables``: it can span another
-    optimizer group's update (GAN steps that take G's loss through the just-updated D) without
-    keeping any of that update's intermediates."""
-    with tf.GradientTape(watch_accessed_variables=False) as tape:
-        tape.watch([variable.value for variable in variables])
-        yield tape
+def _replica_id():
+    context = tf.distribute.get_replica_context()
+    return context.replica_id_in_sync_group if context is not None else 0  # 0: cross-replica context
 
 
 def moving_average_update(average: keras.Model, source: keras.Model, decay: float,
@@ -474,18 +390,3 @@ def moving_average_update(average: keras.Model, source: keras.Model, decay: floa
             update = decay * target + (1.0 - decay) * update
         target.assign(update)
 
-
-# Image scales the GAN families convert between: uint8 (or 0..255 float) pixels and [-1, 1].
-def to_unit_range(images):
-    """0..255 images -> float32 in [-1, 1]."""
-    return tf.cast(images, tf.float32) / 127.5 - 1.0
-
-
-def to_pixels(images):
-    """[-1, 1] images -> float32 on the 0..255 scale."""
-    return (tf.cast(images, tf.float32) + 1.0) * 127.5
-
-
-def to_uint8(images):
-    """[-1, 1] images -> uint8, rounded and clipped."""
-    return tf.cast(tf.clip_by_value(tf.round(to_pixels(images)), 0, 255), tf.uint8)

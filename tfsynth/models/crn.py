@@ -25,6 +25,7 @@ from tfsynth.data import labels
 from tfsynth.layers import AreaDownsample2D, BilinearResize, SlimLayerNormalization
 from tfsynth.endpoints import Endpoint, Input
 from tfsynth.models.base import OptimizerGroup, SynthesisModel
+from tfsynth.pixels import to_uint8
 
 #: VGG-19 layers of the loss, and how many 2x poolings precede each (its mask's pyramid level).
 LOSS_LAYERS = ("input", "conv1_2", "conv2_2", "conv3_2", "conv4_2", "conv5_2")
@@ -180,7 +181,8 @@ class CRN(SynthesisModel):
                       outputs=("image", "images"), reference="image", conditioned_on_labels=True)
 
     def __init__(self, config: CRNConfig, source_label_space: str = "cityscapes35", **kwargs):
-        super().__init__(config, source_label_space, **kwargs)
+        super().__init__(config, source_label_space, training_size=config.image_size,
+                         num_outputs=config.num_outputs, **kwargs)
         self.palette = tf.constant(labels.get_label_space(self.label_space).palette())
         self.generator = build_generator(config, self.num_classes)
         self.networks = {"generator": self.generator}
@@ -197,7 +199,7 @@ class CRN(SynthesisModel):
                                weights=self.config.vgg_weights, name="vgg19")
         return {"vgg19": self.vgg}
 
-    def optimizer_groups(self):
+    def optimizer_groups(self, steps_per_epoch):
         cfg = self.config
         adam = optimizers.Adam(cfg.learning_rate, beta_1=cfg.beta_1, beta_2=cfg.beta_2,
                                epsilon=cfg.epsilon)
@@ -265,7 +267,5 @@ class CRN(SynthesisModel):
 
     def sample_columns(self, batch):
         ids = tf.cast(self.label_ids(batch["label"]), tf.int32)
-        images = self.generate(batch["label"])
-        outputs = tf.cast(tf.clip_by_value(tf.round(images), 0, 255), tf.uint8)
-        return ([tf.gather(self.palette, ids), tf.cast(batch["image"], tf.uint8)]
-                + [outputs[:, k] for k in range(self.config.num_outputs)])
+        outputs = to_uint8(self.generate(batch["label"]))
+        return [tf.gather(self.palette, ids), tf.cast(batch["image"], tf.uint8), *tf.unstack(outputs, axis=1)]

@@ -48,7 +48,8 @@ from tfsynth.data import labels
 from tfsynth.layers import resnet
 from tfsynth.layers.discriminators import build_patch_discriminator
 from tfsynth.endpoints import Endpoint, Input
-from tfsynth.models.base import OptimizerGroup, SynthesisModel, numeric, to_uint8, to_unit_range
+from tfsynth.models.base import OptimizerGroup, SynthesisModel
+from tfsynth.pixels import from_unit_range, to_unit_range, unit_range_to_uint8
 from tfsynth.schedules import LinearDecay
 
 #: ``generator`` values: the authors' ``--netG`` names are resnet_9blocks and resnet_6blocks;
@@ -271,7 +272,7 @@ class CycleGAN(SynthesisModel):
     serving_state_keys = ("G_A", "G_B")
 
     def __init__(self, config: CycleGANConfig, source_label_space: str = "cityscapes35", **kwargs):
-        super().__init__(config, source_label_space, **kwargs)
+        super().__init__(config, source_label_space, training_size=config.crop_size, **kwargs)
         self.G_A = build_generator(config, name="G_A")
         self.G_B = build_generator(config, name="G_B")
         self.D_A = build_discriminator(config, name="D_A")
@@ -319,7 +320,7 @@ class CycleGAN(SynthesisModel):
         return domain_a, batch["B"]["image"]
 
     def _real_pair(self, batch):
-        domain_a, domain_b = self.domain_images(numeric(batch))
+        domain_a, domain_b = self.domain_images(batch)
         return to_unit_range(domain_a), to_unit_range(domain_b)
 
     # ------------------------------------------------------------------------------ losses
@@ -369,12 +370,11 @@ class CycleGAN(SynthesisModel):
         return {"D/a": d_a, "D/b": d_b, "D/total": d_a + d_b}, ()
 
     # ------------------------------------------------------------------------------ training
-    def optimizer_groups(self):
+    def optimizer_groups(self, steps_per_epoch):
         cfg = self.config
 
         def adam():
-            schedule = LinearDecay(cfg.learning_rate, getattr(self, "steps_per_epoch", 1),
-                                   cfg.epochs_constant, cfg.epochs_decay)
+            schedule = LinearDecay(cfg.learning_rate, steps_per_epoch, cfg.epochs_constant, cfg.epochs_decay)
             return optimizers.Adam(schedule, beta_1=cfg.beta_1, beta_2=cfg.beta_2,
                                    epsilon=cfg.epsilon)
 
@@ -407,7 +407,7 @@ class CycleGAN(SynthesisModel):
     def translate(self, name: str, images):
         """``a_to_b`` (G_A) or ``b_to_a`` (G_B): uint8 [N, H, W, 3] -> float [N, H, W, 3], 0..255."""
         network = {"a_to_b": self.G_A, "b_to_a": self.G_B}[name]
-        return (network(to_unit_range(images), training=False) + 1.0) * 127.5
+        return from_unit_range(network(to_unit_range(images), training=False))
 
     def serving_endpoints(self):
         """``a_to_b`` and ``b_to_a``. On a labelled dataset (``domains_from=labels``) domain A is
@@ -428,4 +428,4 @@ class CycleGAN(SynthesisModel):
         fake_a = self.G_B(real_b, training=False)
         columns = [real_a, fake_b, self.G_B(fake_b, training=False),
                    real_b, fake_a, self.G_A(fake_a, training=False)]
-        return [to_uint8(column) for column in columns]
+        return [unit_range_to_uint8(column) for column in columns]

@@ -46,20 +46,20 @@ Choices, and why:
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfsynth import config as config_lib
-from tfsynth import losses, optimizers, run_dir, seeded
+from tfsynth import losses, optimizers, seeded
 from tfsynth.data import transforms
 from tfsynth.diffaugment import diff_augment, parse_policy
 from tfsynth.endpoints import Endpoint, Input
+from tfsynth.layers import GLU, AdaptiveAveragePooling, GlobalBatchNormalization, NoiseInjection, Quarter, quarter
 from tfsynth.layers.spectral import SpectralConv2D
-from tfsynth.models.base import (OptimizerGroup, SynthesisModel, moving_average_update, numeric, tape_watching,
-                                 to_pixels, to_unit_range)
+from tfsynth.models.base import OptimizerGroup, SynthesisModel, moving_average_update
+from tfsynth.models.gradients import global_batch_sum, tape_watching
+from tfsynth.pixels import from_unit_range, to_uint8, to_unit_range
 
 #: Channels per resolution as multiples of the base width (the reference's ``nfc_multi``): the
 #: generator's (also the decoders', on their own base width) and the discriminator's.
@@ -72,10 +72,8 @@ SMALL_SIZE, DISCRIMINATOR_TRUNK = 128, 256
 #: The hinge loss's margin is drawn per logit in this range (the reference's rand * 0.2 + 0.8).
 HINGE_MARGIN = (0.8, 1.0)
 OUTPUT_ACTIVATIONS = ("reference", "tanh", "linear")
-#: Independent streams of an example's seed for each random draw of a step.
-_LATENT, _NOISE, _AUGMENT_REAL, _AUGMENT_BIG, _AUGMENT_SMALL, _MARGIN_REAL, _MARGIN_FAKE = range(1, 8)
-#: Room for examples per step in an example's seed (step * this + index).
-_MAX_GLOBAL_BATCH = 2**16
+#: Independent streams of an example's seed for each random draw of a step; the step's quarter.
+_LATENT, _NOISE, _AUGMENT_REAL, _AUGMENT_BIG, _AUGMENT_SMALL, _MARGIN_REAL, _MARGIN_FAKE, _PART = range(1, 9)
 #: Name of the run's copy of the LPIPS weights.
 LPIPS_COPY = "lpips_weights.npz"
 
@@ -157,32 +155,6 @@ def _conv(filters: int, kernel: int, name: str, strides: int = 1, padding: str =
                           kernel_initializer=keras.initializers.RandomNormal(0.0, 0.02), name=name)
 
 
-@keras.saving.register_keras_serializable(package="tfsynth")
-class GlobalBatchNormalization(keras.layers.BatchNormalization):
-    """Batch norm over the global batch (every replica's examples), with the variance computed
-    in two passes: the mean first, then the mean squared deviation from it. Keras' synchronized
-    batch norm takes E[x^2] - E[x]^2, which loses digits to cancellation (measured on the tiny
-    configuration: one device and two differed by 2.4e-3 of an update with it, 1.6e-3 with this)."""
-
-    def __init__(self, **kwargs):
-        kwargs["synchronized"] = False  # the statistics below are synchronized themselves
-        super().__init__(**kwargs)
-
-    def _moments(self, inputs, mask):
-        context = tf.distribute.get_replica_context()
-        axes = self._reduction_axes
-
-        def global_sum(value):
-            value = tf.reduce_sum(value, axis=axes)
-            return context.all_reduce("SUM", value) if context is not None else value
-
-        x = tf.cast(inputs, tf.float32)
-        count = global_sum(tf.ones_like(x[..., :1]))
-        mean = global_sum(x) / count
-        variance = global_sum(tf.square(x - mean)) / count
-        return tf.cast(mean, inputs.dtype), tf.cast(variance, inputs.dtype)
-
-
 def _batch_norm(name: str):
     # PyTorch's momentum and epsilon, the reference's N(1, 0.02) gamma; over the global batch.
     return GlobalBatchNormalization(momentum=0.9, epsilon=1e-5, name=name,
@@ -191,82 +163,6 @@ def _batch_norm(name: str):
 
 def _leaky_relu(name: str):
     return keras.layers.LeakyReLU(negative_slope=0.2, name=name)
-
-
-@keras.saving.register_keras_serializable(package="tfsynth")
-class GLU(keras.layers.Layer):
-    """Gated linear unit over channels: [a, b] -> a * sigmoid(b); halves the channels."""
-
-    def call(self, x):
-        a, b = tf.split(x, 2, axis=-1)
-        return a * tf.sigmoid(b)
-
-    def compute_output_shape(self, shape):
-        return (*shape[:-1], shape[-1] // 2)
-
-
-@keras.saving.register_keras_serializable(package="tfsynth")
-class NoiseInjection(keras.layers.Layer):
-    """``x + w n``: one noise map n ~ N(0, 1) per example, [H, W, 1] broadcast over channels,
-    scaled by one learned scalar w that starts at 0. ``[x, seeds] -> x'``: the noise is drawn
-    from each example's seed pair folded with this layer's ``salt``."""
-
-    def __init__(self, salt: int, **kwargs):
-        super().__init__(**kwargs)
-        self.salt = salt
-
-    def build(self, input_shapes):
-        self.weight = self.add_weight(shape=(1,), initializer="zeros", name="weight")
-
-    def call(self, inputs):
-        x, seeds = inputs
-        noise = seeded.normal(seeded.fold(seeds, self.salt), [x.shape[1], x.shape[2], 1])
-        return x + tf.cast(self.weight * noise, x.dtype)
-
-    def compute_output_shape(self, input_shapes):
-        return input_shapes[0]
-
-    def get_config(self):
-        return {**super().get_config(), "salt": self.salt}
-
-
-@keras.saving.register_keras_serializable(package="tfsynth")
-class AdaptiveAveragePooling(keras.layers.Layer):
-    """PyTorch's AdaptiveAvgPool2d(size) for sides that are multiples of ``size`` (all here)."""
-
-    def __init__(self, size: int, **kwargs):
-        super().__init__(**kwargs)
-        self.size = size
-
-    def call(self, x):
-        window = x.shape[1] // self.size
-        return x if window == 1 else tf.nn.avg_pool2d(x, window, window, "VALID")
-
-    def compute_output_shape(self, shape):
-        return (shape[0], self.size, self.size, shape[3])
-
-    def get_config(self):
-        return {**super().get_config(), "size": self.size}
-
-
-def quarter(x, part):
-    """One quadrant per example: ``part`` [N] in {0: top-left, 1: top-right, 2: bottom-left,
-    3: bottom-right} of [N, H, W, C] -> [N, H/2, W/2, C] (the reference's ``crop_image_by_part``)."""
-    h, w = x.shape[1] // 2, x.shape[2] // 2
-    quadrants = tf.stack([x[:, :h, :w], x[:, :h, w:], x[:, h:, :w], x[:, h:, w:]], axis=1)
-    return tf.gather(quadrants, tf.cast(part, tf.int32), axis=1, batch_dims=1)
-
-
-@keras.saving.register_keras_serializable(package="tfsynth")
-class Quarter(keras.layers.Layer):
-    """:func:`quarter` as a layer: ``[x, part] -> quadrant``."""
-
-    def call(self, inputs):
-        return quarter(*inputs)
-
-    def compute_output_shape(self, input_shapes):
-        shape = input_shapes[0]
-        return (shape[0], shape[1] // 2, shape[2] // 2, shape[3])
 
 
 def nearest_downsample(images, size: int):
@@ -454,7 +350,7 @@ class FastGAN(SynthesisModel):
     FROM_LATENT = Endpoint("from_latent", inputs=(Input("z", kind="latent", source="index"),))
 
     def __init__(self, config: FastGANConfig, source_label_space: str = "cityscapes35", **kwargs):
-        super().__init__(config, source_label_space, **kwargs)
+        super().__init__(config, source_label_space, training_size=(config.resolution,) * 2, **kwargs)
         self.generator = build_generator(config)
         # The reference starts its average at G's initial weights.
         self.generator_ema = build_generator(config, name="generator_ema")
@@ -462,9 +358,6 @@ class FastGAN(SynthesisModel):
         self.generator_ema.trainable = False  # averaged, never trained: no optimizer, no parameter count
         self.discriminator, self.critic = build_discriminator(config)
         self.networks = {"generator": self.generator, "discriminator": self.discriminator}
-        # Part of every training draw's seed; drawn after --seed seeded numpy.
-        self.seed_base = int(np.random.randint(2**31 - 1))
-        self.lpips_path = config.lpips_weights  # the run's copy once prepare_run_dir has run
         self.vgg = None
         self.lpips_weights = None
 
@@ -472,10 +365,6 @@ class FastGAN(SynthesisModel):
     @property
     def record_fields(self):
         return ("image",)
-
-    @property
-    def training_size(self):
-        return (self.config.resolution, self.config.resolution)
 
     @property
     def latent_size(self) -> int:
@@ -501,35 +390,29 @@ class FastGAN(SynthesisModel):
     def extra_state(self):
         return {"generator_ema": self.generator_ema}
 
-    def prepare_run_dir(self, model_dir: str) -> None:
-        """Copies the LPIPS weights (when given) into the run, checked, and reads them from there."""
+    def run_files(self):
+        return {LPIPS_COPY: self.config.lpips_weights} if self.config.lpips_weights else {}
+
+    def check_run_file(self, name, path):
         from tfsynth.data.tfrecord import DataError
         from tfsynth.perceptual import PerceptualWeightsError, load_lpips_weights
 
-        copy = os.path.join(model_dir, LPIPS_COPY)
-        source = copy if os.path.exists(copy) else self.config.lpips_weights
-        if not source:
-            return
         try:
-            load_lpips_weights(source)
+            load_lpips_weights(path)
         except PerceptualWeightsError as error:
             raise DataError(f"lpips_weights: {error}") from None
-        if source != copy:
-            with open(source, "rb") as f:
-                run_dir.write_bytes(copy, f.read())
-        self.lpips_path = copy
 
     def build_loss_networks(self):
         from tfsynth.perceptual import LPIPS_LAYERS, VGGFeatures, load_lpips_weights
 
         self.vgg = VGGFeatures(depth=16, layers=LPIPS_LAYERS, pooling="max", weights=self.config.vgg_weights,
                                name="vgg16")
-        if self.lpips_path:
-            self.lpips_weights = [tf.constant(w) for w in load_lpips_weights(self.lpips_path)]
+        if weights_file := self.run_file(LPIPS_COPY):
+            self.lpips_weights = [tf.constant(w) for w in load_lpips_weights(weights_file)]
         return {"vgg16": self.vgg}
 
     # ---------------------------------------------------------------------------- training
-    def optimizer_groups(self):
+    def optimizer_groups(self, steps_per_epoch):
         cfg = self.config
 
         def adam(name):  # epsilon as PyTorch's Adam
@@ -541,21 +424,9 @@ class FastGAN(SynthesisModel):
                 OptimizerGroup("total", adam("generator_adam"), lambda: self.generator.trainable_variables,
                                name="G")]
 
-    def example_seeds(self, count):
-        """Seed pairs [count, 2] of this replica's examples: from the run's seed, the step and each
-        example's place in the global batch, so one device and several draw alike."""
-        step = tf.cast(self.optimizers["D"].iterations, tf.int64)
-        context = tf.distribute.get_replica_context()
-        replica = context.replica_id_in_sync_group if context is not None else 0
-        index = tf.cast(replica * count + tf.range(count), tf.int64)
-        return tf.stack([tf.fill([count], tf.constant(self.seed_base, tf.int64)), step * _MAX_GLOBAL_BATCH + index],
-                        axis=1)
-
     def step_part(self):
         """The quarter reconstructed this step, the same for the whole batch as the reference's."""
-        step = tf.cast(self.optimizers["D"].iterations, tf.int64)
-        seed = tf.stack([tf.constant(self.seed_base, tf.int64), -1 - step])  # apart from every example's
-        return tf.random.stateless_uniform([], seed, minval=0, maxval=4, dtype=tf.int32, alg="philox")
+        return tf.random.stateless_uniform([], self.step_seed(_PART), minval=0, maxval=4, dtype=tf.int32, alg="philox")
 
     def augmented_fakes(self, seeds):
         """G's two outputs for the examples' seeds (latents and noise drawn from them), each
@@ -568,20 +439,17 @@ class FastGAN(SynthesisModel):
         return diff_augment(images, seeded.fold(seeds, salt), self.config.augment_policy)
 
     def reconstruction_loss(self, reconstructions, targets):
-        """Sum over the batch of LPIPS(reconstruction, target), summed over the three decoders
-        (the reference's ``.sum()``): the local mean times the global batch, so that the loss
-        summed over replicas is the global batch's sum."""
+        """LPIPS(reconstruction, target) summed over the three decoders and the global batch (the
+        reference's ``.sum()``)."""
         def features(images):
-            named = self.vgg(to_pixels(tf.concat(images, axis=0)))
+            named = self.vgg(from_unit_range(tf.concat(images, axis=0)))
             return [named[name] for name in self.vgg.feature_names]
 
         # The targets apart from the reconstructions: nothing differentiates their VGG pass, so
         # VGG's backward pass does not run over them, none of their activations are kept, and no
         # features are sliced out of a joint batch.
         distances = losses.lpips_distance(features(reconstructions), features(targets), self.lpips_weights)
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        global_batch = tf.cast(tf.shape(reconstructions[0])[0] * replicas, tf.float32)
-        return len(reconstructions) * tf.reduce_mean(distances) * global_batch
+        return global_batch_sum(distances)  # [3 N] distances: every decoder's
 
     def discriminator_losses(self, real, fakes, part, seeds):
         """D's objective (reference ``train_d``): on the augmented reals, the margin hinge plus
@@ -611,7 +479,7 @@ class FastGAN(SynthesisModel):
         variables only, so it keeps nothing of D's update. Under ``--jit_compile`` D's gradients
         are compiled per replica, G's are not.
         """
-        real = to_unit_range(numeric(batch)["image"])
+        real = to_unit_range(batch["image"])
         count = tf.shape(real)[0]
         seeds = self.example_seeds(count)
         part = tf.fill([count], self.step_part())
@@ -645,11 +513,11 @@ class FastGAN(SynthesisModel):
             z = tf.identity(z)
         fixed_noise = tf.zeros([tf.shape(z)[0], 2], tf.int64)
         image, _ = self.generator_ema([z, fixed_noise], training=False)
-        return {"image": to_pixels(image)}
+        return {"image": from_unit_range(image)}
 
     def sample_columns(self, batch):
         """Real images | the EMA generator's images for seeds 0, 1, .. (the same every time)."""
         count = tf.shape(batch["image"])[0]
         samples = self.sample(tf.range(count, dtype=tf.int64))["image"]
-        return [tf.cast(batch["image"], tf.uint8), tf.cast(tf.clip_by_value(tf.round(samples), 0, 255), tf.uint8)]
+        return [tf.cast(batch["image"], tf.uint8), to_uint8(samples)]
 

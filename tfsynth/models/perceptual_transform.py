@@ -39,7 +39,7 @@ Choices, and why:
   validates TV in 1e-6 .. 1e-4 per style), with each loss a mean as the Torch code computes it.
 * **The style image** (``style_image``, resized so its shorter side is ``style_image_size`` as
   the reference trainer did) is copied into the run directory when training starts
-  (``prepare_run_dir``) and read from there afterwards; with no ``style_image`` a built-in
+  (``run_files``) and read from there afterwards; with no ``style_image`` a built-in
   painting of brush strokes, drawn by :func:`builtin_style_image`, is used.
 """
 
@@ -53,12 +53,13 @@ import numpy as np
 import tensorflow as tf
 
 from tfsynth import config as config_lib
-from tfsynth import losses, optimizers, run_dir
+from tfsynth import losses, optimizers
 from tfsynth.data import transforms
 from tfsynth.endpoints import Endpoint, Input
 from tfsynth.layers.padding import ReflectionPadding2D, SlicedCropping2D
-from tfsynth.models.base import OptimizerGroup, SynthesisModel, numeric
+from tfsynth.models.base import OptimizerGroup, SynthesisModel
 from tfsynth.perceptual import IMAGENET_MEAN_RGB
+from tfsynth.pixels import to_uint8
 
 NORMS = ("batch", "instance")
 #: The paper's VGG-16 layers (Sec. 4.1; relu3_3 is the reference trainer's content default).
@@ -351,7 +352,7 @@ class _PerceptualTransform(SynthesisModel):
     serving_state_keys = ("generator",)
 
     def __init__(self, config, source_label_space: str = "cityscapes35", **kwargs):
-        super().__init__(config, source_label_space, **kwargs)
+        super().__init__(config, source_label_space, training_size=(config.crop_size,) * 2, **kwargs)
         self.generator = self.build_network()
         self.networks = {"generator": self.generator}
         self.vgg = None
@@ -375,7 +376,7 @@ class _PerceptualTransform(SynthesisModel):
         # Fixed batches (sample grids, --eval_every): the same crop every time.
         return lambda example, seed: transforms.random_crop_at_least(example, tf.constant([0, 0], tf.int64), crop)
 
-    def optimizer_groups(self):
+    def optimizer_groups(self, steps_per_epoch):
         adam = optimizers.Adam(self.config.learning_rate)
         return [OptimizerGroup("total", adam, lambda: self.generator.trainable_variables, name="G")]
 
@@ -409,7 +410,6 @@ class StyleTransfer(_PerceptualTransform):
 
     def __init__(self, config: StyleTransferConfig, source_label_space: str = "cityscapes35", **kwargs):
         super().__init__(config, source_label_space, **kwargs)
-        self.style_image_path = config.style_image  # the run's copy once prepare_run_dir has run
         self.style_grams = None
 
     def build_network(self):
@@ -419,27 +419,22 @@ class StyleTransfer(_PerceptualTransform):
     def size_multiple(self) -> int:
         return 2**self.downsamplings
 
-    def prepare_run_dir(self, model_dir: str) -> None:
-        existing = sorted(name for name in os.listdir(model_dir) if os.path.splitext(name)[0] == STYLE_COPY)
-        if existing:
-            self.style_image_path = os.path.join(model_dir, existing[0])
-            read_style_image(self.style_image_path)  # a damaged copy fails here, naming it
-            return
-        if self.config.style_image:
-            read_style_image(self.config.style_image)  # missing or unreadable: fail before copying
-            extension = os.path.splitext(self.config.style_image)[1].lower() or ".png"
-            copy = os.path.join(model_dir, STYLE_COPY + extension)
-            with open(self.config.style_image, "rb") as f:
-                run_dir.write_bytes(copy, f.read())
-        else:
-            copy = os.path.join(model_dir, STYLE_COPY + ".png")
-            run_dir.write_bytes(copy, tf.io.encode_png(builtin_style_image()).numpy())
-        self.style_image_path = copy
+    @property
+    def style_copy(self) -> str:
+        """The run's copy of the style image: ``style_image`` plus the source's extension."""
+        return STYLE_COPY + (os.path.splitext(self.config.style_image)[1].lower() or ".png")
+
+    def run_files(self):
+        return {self.style_copy: self.config.style_image or tf.io.encode_png(builtin_style_image()).numpy()}
+
+    def check_run_file(self, name, path):
+        read_style_image(path)
 
     def style_image(self) -> np.ndarray:
         """The style image the losses use, at ``style_image_size``."""
-        image = read_style_image(self.style_image_path) if self.style_image_path else builtin_style_image()
-        return resize_shorter_side(image, self.config.style_image_size)
+        path = self.run_file(self.style_copy)
+        return resize_shorter_side(read_style_image(path) if path else builtin_style_image(),
+                                   self.config.style_image_size)
 
     def build_loss_networks(self):
         cfg = self.config
@@ -469,7 +464,7 @@ class StyleTransfer(_PerceptualTransform):
 
     def sample_columns(self, batch):
         output = self.transform(batch["image"])
-        return [tf.cast(batch["image"], tf.uint8), tf.cast(tf.clip_by_value(tf.round(output), 0, 255), tf.uint8)]
+        return [tf.cast(batch["image"], tf.uint8), to_uint8(output)]
 
 
 class SuperResolution(_PerceptualTransform):
@@ -495,7 +490,6 @@ class SuperResolution(_PerceptualTransform):
         return transforms.degrade_for_super_resolution(high_resolution, self.config.scale)
 
     def train_step(self, batch):
-        batch = numeric(batch)
         # Degraded here, outside the (optionally XLA-compiled) gradient function: the antialiased
         # bicubic resize has no XLA kernel, and it needs no gradient.
         return super().train_step({**batch, "degraded_image": self.degrade(batch["image"])})
@@ -521,5 +515,4 @@ class SuperResolution(_PerceptualTransform):
         size = tf.shape(batch["image"])[1:3]
         bicubic = tf.image.resize(tf.cast(low, tf.float32), size, method="bicubic")
         output = self.transform(low)
-        return [tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
-                for image in (bicubic, output, tf.cast(batch["image"], tf.float32))]
+        return [to_uint8(image) for image in (bicubic, output, tf.cast(batch["image"], tf.float32))]

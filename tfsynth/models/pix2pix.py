@@ -27,7 +27,6 @@ import math
 import re
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfsynth import config as config_lib
@@ -35,7 +34,9 @@ from tfsynth import losses, optimizers
 from tfsynth.data import labels, transforms
 from tfsynth.layers import SmallMapConv2D, SmallMapConv2DTranspose, discriminators, normalization
 from tfsynth.endpoints import Endpoint, Input
-from tfsynth.models.base import OptimizerGroup, SynthesisModel, numeric, tape_watching
+from tfsynth.models.base import OptimizerGroup, SynthesisModel
+from tfsynth.models.gradients import tape_watching
+from tfsynth.pixels import from_unit_range, to_uint8, to_unit_range
 from tfsynth.schedules import LinearDecay
 
 DROPOUT_PLACEMENTS = ("paper", "pytorch")
@@ -311,7 +312,7 @@ class Pix2Pix(SynthesisModel):
                               reference="image")
 
     def __init__(self, config: Pix2PixConfig, source_label_space: str = "cityscapes35", **kwargs):
-        super().__init__(config, source_label_space, **kwargs)
+        super().__init__(config, source_label_space, training_size=(config.crop_size,) * 2, **kwargs)
         space = labels.get_label_space(source_label_space)
         self.num_classes = space.num_classes
         # The colour-coded label image, as the paper's Cityscapes inputs, scaled to [-1, 1].
@@ -320,8 +321,6 @@ class Pix2Pix(SynthesisModel):
         self.generator = build_generator(config, self.input_channels)
         self.discriminator = build_discriminator(config, self.input_channels + 3)
         self.networks = {"generator": self.generator, "discriminator": self.discriminator}
-        # Part of every training step's dropout seed; drawn after --seed seeded numpy.
-        self.seed_base = int(np.random.randint(2**31 - 1))
 
     # -------------------------------------------------------------- what the model consumes
     @property
@@ -347,18 +346,17 @@ class Pix2Pix(SynthesisModel):
     def generator_input(self, inputs: dict):
         """x for G: the colour-coded label, its one-hot, or the input photo; float, [-1, 1]."""
         if self.config.label_input == "image":
-            return tf.cast(inputs["target"], tf.float32) / 127.5 - 1.0
+            return to_unit_range(inputs["target"])
         ids = tf.cast(inputs["label"], tf.int32)
         if self.config.label_input == "onehot":
             return tf.one_hot(ids, self.num_classes)
-        return tf.cast(tf.gather(self.palette, ids), tf.float32) / 127.5 - 1.0
+        return to_unit_range(tf.gather(self.palette, ids))
 
     # ---------------------------------------------------------------------------- inference
     def generate(self, inputs, training: bool = False):
         """G(x) on the 0..255 scale, [N, H, W, 3], from ``{"label"}`` or ``{"target"}``."""
         x = self.generator_input(inputs)
-        y = self.generator([x, tf.zeros([2], tf.int64)], training=training)
-        return (y + 1.0) * 127.5
+        return from_unit_range(self.generator([x, tf.zeros([2], tf.int64)], training=training))
 
     def serving_endpoints(self):
         if self.config.label_input == "image":
@@ -370,16 +368,15 @@ class Pix2Pix(SynthesisModel):
             shown = tf.cast(batch["target"], tf.uint8)
         else:
             shown = tf.gather(self.palette, tf.cast(batch["label"], tf.int32))
-        outputs = tf.cast(tf.clip_by_value(tf.round(self.generate(batch)), 0, 255), tf.uint8)
+        outputs = to_uint8(self.generate(batch))
         return [shown, outputs, tf.cast(batch["image"], tf.uint8)]
 
     # ----------------------------------------------------------------------------- training
-    def optimizer_groups(self):
+    def optimizer_groups(self, steps_per_epoch):
         cfg = self.config
 
         def adam(name):
-            schedule = LinearDecay(cfg.learning_rate, getattr(self, "steps_per_epoch", 1),
-                                   cfg.epochs_constant, cfg.epochs_decay)
+            schedule = LinearDecay(cfg.learning_rate, steps_per_epoch, cfg.epochs_constant, cfg.epochs_decay)
             # epsilon as PyTorch's Adam (Keras defaults to 1e-7).
             return optimizers.Adam(schedule, beta_1=cfg.beta_1, beta_2=cfg.beta_2,
                                    epsilon=1e-8, name=name)
@@ -390,15 +387,6 @@ class Pix2Pix(SynthesisModel):
             OptimizerGroup("total", adam("generator_adam"), lambda: self.generator.trainable_variables,
                            name="G"),
         ]
-
-    def step_seed(self, step=None):
-        """The dropout seed of a training step (G's optimizer step by default) on this replica."""
-        if step is None:
-            step = self.optimizers["G"].iterations if self._groups else 0
-        context = tf.distribute.get_replica_context()
-        replica = context.replica_id_in_sync_group if context is not None else 0
-        return tf.stack([tf.cast(self.seed_base, tf.int64) + tf.cast(replica, tf.int64),
-                         tf.cast(step, tf.int64)])
 
     def _pair(self, x, y):
         return tf.concat([x, tf.cast(y, x.dtype)], axis=-1)  # D sees (input, output), input first
@@ -425,11 +413,10 @@ class Pix2Pix(SynthesisModel):
         G's forward runs once per step. Under ``--jit_compile`` D's gradients are compiled per
         replica, G's are not.
         """
-        batch = numeric(batch)
         x = self.generator_input(batch)
-        real = tf.cast(batch["image"], tf.float32) / 127.5 - 1.0
+        real = to_unit_range(batch["image"])
         with tape_watching(self.generator.trainable_variables) as tape:
-            fake = self.generator([x, self.step_seed()], training=True)
+            fake = self.generator([x, self.replica_seed()], training=True)  # dropout masks per replica
             d_grads, d_losses, _ = self.group_gradients("D/total", self.discriminator_losses, x, real,
                                                         tf.stop_gradient(fake))
             self.apply_group_gradients("D/total", d_grads)

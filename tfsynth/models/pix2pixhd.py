@@ -43,7 +43,8 @@ from tfsynth.data import labels, transforms
 from tfsynth.endpoints import Endpoint, Input
 from tfsynth.layers import AvgPoolDownsample, StoredTensor, resnet
 from tfsynth.layers.discriminators import build_feature_discriminator, multiscale_outputs
-from tfsynth.models.base import OptimizerGroup, SynthesisModel, numeric, to_pixels, to_uint8, to_unit_range
+from tfsynth.models.base import OptimizerGroup, SynthesisModel
+from tfsynth.pixels import from_unit_range, to_unit_range, unit_range_to_uint8
 from tfsynth.schedules import LinearDecay
 
 GENERATORS = ("global", "local")
@@ -265,7 +266,7 @@ class Pix2PixHD(SynthesisModel):
     label_space = "cityscapes35"
 
     def __init__(self, config: Pix2PixHDConfig, source_label_space: str = "cityscapes35", **kwargs):
-        super().__init__(config, source_label_space, **kwargs)
+        super().__init__(config, source_label_space, training_size=config.image_size, **kwargs)
         self.palette = tf.constant(labels.colorize(np.arange(256), self.label_space))
         edges = 1 if config.instance_edges else 0
         features = config.feature_channels if config.instance_features else 0
@@ -343,12 +344,11 @@ class Pix2PixHD(SynthesisModel):
         return multiscale_outputs(self.discriminators, tf.concat([semantic, tf.cast(images, semantic.dtype)], -1))
 
     # ---------------------------------------------------------------------------- training
-    def optimizer_groups(self):
+    def optimizer_groups(self, steps_per_epoch):
         cfg = self.config
-        steps = getattr(self, "steps_per_epoch", 1)
 
         def adam(name, start_step=0):
-            schedule = LinearDecay(cfg.learning_rate, steps, cfg.epochs_constant, cfg.epochs_decay,
+            schedule = LinearDecay(cfg.learning_rate, steps_per_epoch, cfg.epochs_constant, cfg.epochs_decay,
                                    policy="pix2pixhd", step_offset=start_step)
             return optimizers.Adam(schedule, beta_1=cfg.beta_1, beta_2=cfg.beta_2, epsilon=1e-8, name=name)
 
@@ -358,7 +358,7 @@ class Pix2PixHD(SynthesisModel):
                     discriminators]
         # The original's --niter_fix_global: the local enhancer (and E) alone, then a fresh Adam
         # over everything.
-        switch = cfg.epochs_fix_global * steps
+        switch = cfg.epochs_fix_global * steps_per_epoch
         return [OptimizerGroup("total", adam("local_adam"), self.local_enhancer_variables, name="G_local",
                                stop_step=switch),
                 OptimizerGroup("total", adam("generator_adam", switch), self.generator_variables, name="G",
@@ -396,8 +396,8 @@ class Pix2PixHD(SynthesisModel):
             result["feature_matching"] = cfg.lambda_feature * losses.feature_matching(
                 fake_outputs, real_outputs, cfg.discriminator_layers)
         if cfg.lambda_vgg:
-            vgg_fake = self.vgg(to_pixels(fake))
-            vgg_real = self.vgg(to_pixels(real))
+            vgg_fake = self.vgg(from_unit_range(fake))
+            vgg_real = self.vgg(from_unit_range(real))
             result["vgg"] = cfg.lambda_vgg * losses.weighted_feature_l1(
                 [vgg_fake[n] for n in VGG_LAYERS], [vgg_real[n] for n in VGG_LAYERS], VGG_WEIGHTS)
         result["total"] = tf.add_n(list(result.values()))
@@ -412,7 +412,6 @@ class Pix2PixHD(SynthesisModel):
 
     def train_step(self, batch):
         """The original's order: one forward, G (+E) updated, then D on the same, detached fakes."""
-        batch = numeric(batch)
         gradients, g_losses, (semantic, fake) = self.group_gradients("total", self.generator_losses, batch)
         self.apply_group_gradients("total", gradients)
         gradients, d_losses, _ = self.group_gradients("D/total", self.discriminator_losses, batch, semantic, fake)
@@ -500,7 +499,7 @@ class Pix2PixHD(SynthesisModel):
 
     def render(self, label, instance=None, features=None):
         """Label ids (+ instance ids) (+ instance features) -> images on the 0..255 scale."""
-        return {"image": to_pixels(self.generate(self.semantic_input(label, instance), features))}
+        return {"image": from_unit_range(self.generate(self.semantic_input(label, instance), features))}
 
     def render_styles(self, label, seed, instance=None, clusters=None):
         """Each instance (each label region without instance maps) styled by a cluster centre of
@@ -518,4 +517,4 @@ class Pix2PixHD(SynthesisModel):
         features = self.encode(batch["image"], instance) if self.config.instance_features else None
         fake = self.generate(self.semantic_input(batch["label"], instance), features)
         shown = tf.gather(self.palette, tf.cast(batch["label"], tf.int32))
-        return [shown, tf.cast(batch["image"], tf.uint8), to_uint8(fake)]
+        return [shown, tf.cast(batch["image"], tf.uint8), unit_range_to_uint8(fake)]

@@ -110,7 +110,7 @@ class Segmenter(SynthesisModel):
                        outputs=("label",))
 
     def __init__(self, config: SegmenterConfig, source_label_space: str = "cityscapes35", **kwargs):
-        super().__init__(config, source_label_space, **kwargs)
+        super().__init__(config, source_label_space, training_size=config.image_size, **kwargs)
         space = labels.get_label_space(self.label_space)
         # Ignored pixels (255) are drawn black in grids.
         self.palette = tf.constant(labels.colorize(tf.range(256).numpy(), space))
@@ -129,7 +129,7 @@ class Segmenter(SynthesisModel):
             return lambda example, seed: transforms.random_jitter(example, seed, size, size, flip=True)
         return lambda example, seed: transforms.resize(example, size)
 
-    def optimizer_groups(self):
+    def optimizer_groups(self, steps_per_epoch):
         return [OptimizerGroup("total", optimizers.Adam(self.config.learning_rate),
                                lambda: self.segmenter.trainable_variables, name="segmenter")]
 
