@@ -31,6 +31,22 @@ def read_flagfile(path: str) -> dict:
     return values
 
 
+def smoke_config(name: str, **overrides):
+    """Family ``name``'s config at its smoke configuration, with ``overrides`` (field=value):
+    the one tiny configuration tests build their models from."""
+    import dataclasses
+
+    from tfsynth import config as config_lib
+    from tfsynth import registry
+
+    flag_values = read_flagfile(smoke_flagfile(name))
+    values = config_lib.parse_hparams(flag_values.get("hparams", []))
+    if "vgg_weights" in flag_values:
+        values["vgg_weights"] = flag_values["vgg_weights"][-1]
+    config = config_lib.build_config(registry.get(name).load().config_class, values)
+    return dataclasses.replace(config, **overrides)
+
+
 def tiny_family(name: str, extra_hparams: str = "", model_class=None):
     """(model, data dir, flag values) of family ``name`` at its smoke configuration (built as
     ``model_class``, a subclass, when given)."""

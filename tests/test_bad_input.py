@@ -141,7 +141,7 @@ def test_unknown_hparams_key_lists_valid_keys(tmp_path, run_cli):
     ("--no_such_flag=1", "no_such_flag"),
 ])
 def test_bad_flag_fails_before_tensorflow_loads(tmp_path, run_cli, flag, message):
-    result = run_cli("tfsynth.train", f"--model_dir={tmp_path}", flag, check=False)
+    result = run_cli("tfsynth.train", f"--model_dir={tmp_path}", flag, check=False, fresh=True)
     assert result.returncode != 0 and message in result.stderr
     # Flag errors come from absl before the TensorFlow import, whose banner never prints.
     assert "oneDNN" not in result.stderr and "tensorflow" not in result.stderr.lower()

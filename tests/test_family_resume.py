@@ -11,13 +11,11 @@ import glob
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from cli_support import REPO_ROOT, cli_env, run_module
+from cli_support import REPO_ROOT, run_module
 from family_support import assert_same_state, checkpoint_state, smoke_flagfile, train_killed_after_checkpoint
 from tfsynth import registry
 
@@ -129,9 +127,7 @@ def test_hooks_survive_kill_across_the_switch_and_the_export_serves_their_state(
 @pytest.mark.parametrize("name", FAMILIES)
 def test_two_devices_train_exactly_as_one(name, cache_dir):
     script = os.path.join(REPO_ROOT, "tests", "distributed_check.py")
-    result = subprocess.run([sys.executable, script, name, DISTRIBUTION_CHECK_HPARAMS.get(name, "")],
-                            cwd=REPO_ROOT, env=cli_env(cache_dir), capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    result = run_module(cache_dir, script, name, DISTRIBUTION_CHECK_HPARAMS.get(name, ""))
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["replicas"] == 2
     assert report["update_size"] > 1e-3  # the weights did move

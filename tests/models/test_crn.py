@@ -1,10 +1,13 @@
 """Tests for tfsynth.models.crn against the facts of REFERENCE.md section 1 (CRN)."""
 
+import functools
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from family_support import smoke_config
 from tfsynth.data import labels
 from tfsynth.layers import SlimLayerNormalization
 from tfsynth.models import crn
@@ -24,10 +27,8 @@ def paper_256p():
     return build_generator(CRNConfig())
 
 
-def _tiny_config(**overrides):
-    values = dict(image_size=(32, 64), max_channels=16, num_outputs=3, vgg_weights="random")
-    values.update(overrides)
-    return CRNConfig(**values)
+#: The smoke configuration, with overrides.
+_tiny_config = functools.partial(smoke_config, "crn")
 
 
 def _random_batch(batch=2, height=32, width=64, seed=0):

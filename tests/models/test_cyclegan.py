@@ -1,10 +1,13 @@
 """Tests for tfsynth.models.cyclegan against the facts of REFERENCE.md section 6 (CycleGAN)."""
 
+import functools
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from family_support import smoke_config
 from tfsynth import config as config_lib
 from tfsynth import pixels, registry
 from tfsynth.data import labels
@@ -19,11 +22,8 @@ D_LOSS_KEYS = {"D/a", "D/b", "D/total"}
 LOSS_KEYS = G_LOSS_KEYS | D_LOSS_KEYS
 
 
-def _tiny_config(**overrides):
-    values = dict(generator="resnet_2blocks", base_filters=4, discriminator_filters=4,
-                  load_size=(36, 72), crop_size=(32, 64), pool_size=3)
-    values.update(overrides)
-    return CycleGANConfig(**values)
+#: The smoke configuration reading two splits (tests of label-derived domains say so), with overrides.
+_tiny_config = functools.partial(smoke_config, "cyclegan", domains_from="splits")
 
 
 def _batch(batch=2, height=32, width=64, seed=0):

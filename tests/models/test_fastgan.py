@@ -1,11 +1,14 @@
 """Tests for tfsynth.models.fastgan, tfsynth.diffaugment and FastGAN's losses against REFERENCE.md
 section 5 (FastGAN). Parameter counts, resume and export parity are the contract test's."""
 
+import functools
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from family_support import smoke_config
 from tfsynth import diffaugment, losses, seeded
 from tfsynth.layers import GLU, NoiseInjection, quarter
 from tfsynth.models.fastgan import FastGAN, FastGANConfig, build_decoder, build_discriminator, skip_layer_excitation
@@ -15,11 +18,8 @@ from tfsynth.run_dir import copy_run_files
 pytestmark = pytest.mark.family("fastgan")
 
 
-def tiny(**overrides):
-    values = dict(resolution=64, latent_size=16, generator_filters=4, discriminator_filters=4, decoder_filters=4,
-                  vgg_weights="random")
-    values.update(overrides)
-    return FastGANConfig(**values)
+#: The smoke configuration, with overrides.
+tiny = functools.partial(smoke_config, "fastgan")
 
 
 def seeds_for(count, base=5):

@@ -1,11 +1,14 @@
 """Tests for tfsynth.models.pix2pix against the facts of REFERENCE.md section 2 (pix2pix)."""
 
+import functools
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from scipy import ndimage
 
+from family_support import smoke_config
 from tfsynth.data import labels
 from tfsynth.models.pix2pix import (Pix2Pix, Pix2PixBatchNormalization, Pix2PixConfig, SeededDropout,
                                     build_discriminator, build_generator)
@@ -22,10 +25,8 @@ def paper_model():
     return Pix2Pix(Pix2PixConfig())
 
 
-def tiny(**overrides):
-    values = dict(generator="unet_32", base_filters=4, discriminator_filters=4, load_size=36, crop_size=32)
-    values.update(overrides)
-    return Pix2PixConfig(**values)
+#: The smoke configuration, with overrides.
+tiny = functools.partial(smoke_config, "pix2pix")
 
 
 def random_batch(batch=2, size=32, seed=0):

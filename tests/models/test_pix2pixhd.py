@@ -1,10 +1,13 @@
 """Tests for tfsynth.models.pix2pixhd against the facts of REFERENCE.md section 3 (pix2pixHD)."""
 
+import functools
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from family_support import smoke_config
 from tfsynth import losses
 from tfsynth.layers import AvgPoolDownsample
 from tfsynth.layers.discriminators import build_feature_discriminator
@@ -14,12 +17,8 @@ from tfsynth.models.pix2pixhd import (Pix2PixHD, Pix2PixHDConfig, build_encoder,
 pytestmark = pytest.mark.family("pix2pixhd")
 
 
-def tiny(**overrides):
-    values = dict(image_size=(32, 64), base_filters=4, global_downsamplings=2, global_blocks=1,
-                  discriminator_filters=4, encoder_filters=4, encoder_downsamplings=2, num_clusters=2,
-                  vgg_weights="random")
-    values.update(overrides)
-    return Pix2PixHDConfig(**values)
+#: The smoke configuration without instance features (tests that use them say so), with overrides.
+tiny = functools.partial(smoke_config, "pix2pixhd", instance_features=False)
 
 
 def batch(size=(32, 64), seed=0):
