@@ -176,13 +176,14 @@ def output_files(stem: str, endpoint, num_outputs: int) -> dict[str, list[str]]:
 
 def check_outputs(flags_values, plans: list[tuple[str, list[str]]]) -> None:
     """Refuses to write over inputs, to write one file twice, or to overwrite without asking."""
-    output = os.path.abspath(flags_values.output)
+    # Real paths: a symlink (or ..) naming the input folder is the input folder.
+    output = os.path.realpath(flags_values.output)
     if os.path.exists(output) and not os.path.isdir(output):
         raise InferenceError(f"--output: {flags_values.output} is a file, not a directory")
     for flag in ("input", "instance"):
         source = getattr(flags_values, flag, None)
         if source and os.path.isdir(source):
-            source = os.path.abspath(source)
+            source = os.path.realpath(source)
             if output == source or output.startswith(source + os.sep):
                 raise InferenceError(f"--output: {flags_values.output} is inside --{flag} {source}; outputs "
                                      "would mix with (and could replace) the inputs")
