@@ -84,9 +84,14 @@ def read_instance(path: str, info: dict) -> np.ndarray:
 
 
 def read_image(path: str, info: dict) -> np.ndarray:
-    """uint8 [H, W, 3] photo."""
+    """uint8 [H, W, 3] photo, read as the converter reads it (16-bit greyscale scaled to 8 bits)."""
+    from tfsynth.data import sources, tfrecord
+
     del info
-    return np.asarray(_open(path).convert("RGB"))
+    try:
+        return sources.read_image(path)
+    except tfrecord.DataError as error:
+        raise InferenceError(str(error)) from None
 
 
 READERS = {"label": read_label, "instance": read_instance, "image": read_image}

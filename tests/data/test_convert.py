@@ -405,3 +405,16 @@ def test_build_synthetic_caches(tmp_path):
     convert.build_synthetic(out, 4, 1, 32, 64, seed=5, log=lambda line: None)
     assert tfrecord.read_dataset_json(out)["splits"] == {"train": 4, "val": 1}
     assert not glob.glob(str(tmp_path / "*.tmp-*"))
+
+
+@pytest.mark.unit
+def test_a_16_bit_grey_photo_is_read_at_its_depth_by_the_converter_and_infer(tmp_path):
+    from tfsynth import infer
+
+    levels = np.array([[0, 257, 32896], [40000, 65278, 65535]], dtype=np.uint16)
+    path = tmp_path / "grey16.png"
+    Image.fromarray(levels).save(path)
+    assert Image.open(path).mode.startswith("I")  # what PIL makes of a 16-bit PNG
+    expected = np.repeat(np.round(levels / 257.0).astype(np.uint8)[..., None], 3, axis=2)
+    np.testing.assert_array_equal(sources.read_image(str(path)), expected)
+    np.testing.assert_array_equal(infer.read_image(str(path), {}), expected)

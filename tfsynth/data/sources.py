@@ -74,12 +74,17 @@ class LazyExample:
 
 
 def read_image(path: str) -> np.ndarray:
-    """Decodes a photo to uint8 [H, W, 3]; grey and RGBA images are converted to RGB.
+    """Decodes a photo to uint8 [H, W, 3]; grey and RGBA images are converted to RGB, and 16-bit
+    greyscale is scaled to 8 bits (``round(v * 255 / 65535)``: PIL's own conversion clips it to
+    white).
 
     Raises:
       DataError: naming ``path`` when the file is missing, truncated or not an image.
     """
     with _open_image(path) as image:
+        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+            grey = np.round(np.asarray(image, dtype=np.float64) * (255.0 / 65535.0))
+            return np.repeat(np.clip(grey, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
         if image.mode != "RGB":
             image = image.convert("RGB")
         return np.asarray(image, dtype=np.uint8)
