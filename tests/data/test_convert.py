@@ -418,3 +418,21 @@ def test_a_16_bit_grey_photo_is_read_at_its_depth_by_the_converter_and_infer(tmp
     expected = np.repeat(np.round(levels / 257.0).astype(np.uint8)[..., None], 3, axis=2)
     np.testing.assert_array_equal(sources.read_image(str(path)), expected)
     np.testing.assert_array_equal(infer.read_image(str(path), {}), expected)
+
+
+@pytest.mark.unit
+def test_a_file_name_that_is_not_utf8_is_a_bad_example_that_skip_bad_skips(tmp_path):
+    src = tmp_path / "src" / "train"
+    src.mkdir(parents=True)
+    for name in (b"a.png", b"b\xff.png", b"c.png"):
+        save_png(os.path.join(os.fsencode(src), name).decode("utf-8", "surrogateescape"),
+                 np.full((4, 6, 3), 7, np.uint8))
+    listed = sources.image_folder(str(tmp_path / "src"), "train")
+    with pytest.raises(DataError, match=re.escape("b\\xff.png: the file name is not UTF-8")):
+        convert.convert(listed, str(tmp_path / "out"), "train", 1, log=lambda line: None)
+    logged = []
+    result = convert.convert(listed, str(tmp_path / "out"), "train", 1, skip_bad=True, log=logged.append)
+    assert (result.count, result.skipped) == (2, 1)
+    assert any(line.startswith("skipped train/b\\xff.png") for line in logged), logged
+    assert [record["key"] for record in read_split(str(tmp_path / "out"), "train")] == [b"train/a.png",
+                                                                                         b"train/c.png"]

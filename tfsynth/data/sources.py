@@ -72,6 +72,20 @@ class LazyExample:
 
 # ----------------------------------------------------------------------------- file reading
 
+def printable(path: str) -> str:
+    """``path`` as text any terminal takes: bytes a file name holds that are not UTF-8 (Python
+    keeps them as surrogates) shown as ``\\xNN``."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def check_name(path: str) -> None:
+    """Raises ``DataError`` for a file name that is not UTF-8: a record key must be text."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataError(f"{printable(path)}: the file name is not UTF-8; rename the file") from None
+
+
 
 def read_image(path: str) -> np.ndarray:
     """Decodes a photo to uint8 [H, W, 3]; grey and RGBA images are converted to RGB, and 16-bit
