@@ -56,9 +56,11 @@ def test_resize_fits_and_error_refuses_naming_the_file(export_dir, run_cli, tmp_
 def test_never_overwrites_without_being_asked(export_dir, run_cli, tmp_path):
     inputs = labels_folder(tmp_path / "labels", [(32, 64)])
     before = (inputs / "l0.png").read_bytes()
-    for output in (inputs, inputs / "inside"):
+    link = tmp_path / "link"  # another name for the input folder
+    link.symlink_to(inputs, target_is_directory=True)
+    for output, *asked in ((inputs,), (inputs / "inside",), (link, "--overwrite")):
         refused = run_cli("tfsynth.infer", f"--saved_model={export_dir}", f"--input={inputs}", f"--output={output}",
-                          check=False)
+                          *asked, check=False)
         assert refused.returncode != 0 and "error: --output" in refused.stderr and "--input" in refused.stderr
     assert (inputs / "l0.png").read_bytes() == before and not (inputs / "inside").exists()
 

@@ -416,6 +416,10 @@ def test_resume_on_reconverted_shards_is_one_error_line(run_cli, tmp_path):
     convert_synthetic(run_cli, data, "--num_examples=8", "--num_shards=3", "--overwrite")
     assert_one_error(train(run_cli, tmp_path / "run", f"--train_data={data}", "--train_steps=4"),
                      "--train_data", "3 shard(s)", "read 2")
+    # Reconverted in place with the same shard count: other scenes in shards of other sizes.
+    convert_synthetic(run_cli, data, "--num_examples=8", "--num_shards=2", "--seed=1", "--overwrite")
+    assert_one_error(train(run_cli, tmp_path / "run", f"--train_data={data}", "--train_steps=4"),
+                     "--train_data", "changed since the run started")
 
 
 @pytest.mark.cli
@@ -595,3 +599,106 @@ def test_predict_png_refuses_what_is_no_label_png_from_its_header(served, name):
         served["predict_png"](label_png_bytes=tf.constant([data]))
     good = served["predict_png"](label_png_bytes=tf.constant([encoded(np.zeros((32, 64), np.uint8))]))
     assert good["image_png_bytes"].shape == [1]
+
+
+# ------------------------------------------------- a run directory's own files (hostile run, part two)
+
+def fit_in_process(model_dir, steps, *args):
+    """The CRN smoke run through the loop's API in this process (what ``tfsynth.train`` runs)."""
+    from tfsynth import flags as tfsynth_flags
+    from tfsynth import training
+
+    run = training.prepare(tfsynth_flags.parse_train_options([
+        f"--flagfile={SMOKE_FLAGS}", f"--model_dir={model_dir}", f"--train_steps={steps}", "--checkpoint_every=2",
+        "--image_every=100", *args]))
+    run.fit()
+    return run
+
+
+@pytest.fixture(scope="module")
+def two_checkpoints(tmp_path_factory, cache_dir):
+    """A finished 4-step CRN run with ckpt-2 and ckpt-4, copied by the tests that change it."""
+    model_dir = tmp_path_factory.mktemp("finished") / "run"
+    fit_in_process(model_dir, 4)
+    return model_dir
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("state", ["missing", "empty", "garbage text", "binary"])
+def test_a_missing_or_unreadable_checkpoint_state_resumes_from_the_checkpoint_files(two_checkpoints, tmp_path,
+                                                                                    capsys, state):
+    model_dir = private_copy(two_checkpoints, tmp_path, "run")
+    state_file = model_dir / "checkpoints" / "checkpoint"
+    if state == "missing":
+        state_file.unlink()
+    else:
+        state_file.write_bytes({"empty": b"", "garbage text": b"model_checkpoint_path: {{{",
+                                "binary": bytes(range(256))}[state])
+    capsys.readouterr()
+    fit_in_process(model_dir, 5)
+    printed = capsys.readouterr().out
+    assert "rebuilt from the checkpoint files (ckpt-2, ckpt-4)" in printed
+    assert f"resumed from {model_dir / 'checkpoints' / 'ckpt-4'}" in printed
+    assert "step 5/5" in printed and "step 1/5" not in printed
+    np.testing.assert_equal(checkpoint_tensors(model_dir / "checkpoints" / "ckpt-4"),
+                            checkpoint_tensors(two_checkpoints / "checkpoints" / "ckpt-4"))  # not overwritten
+
+
+@pytest.mark.slow
+def test_what_killed_saves_and_exports_left_is_removed_at_the_next_start(two_checkpoints, tmp_path, capsys):
+    model_dir = private_copy(two_checkpoints, tmp_path, "run")
+    torn_save = model_dir / "checkpoints" / "ckpt-6_temp"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    torn_export = model_dir / "export" / f".2.partial-{int(dead.stdout)}"
+    live_export = model_dir / "export" / f".3.partial-{os.getpid()}"  # a process still writing it
+    for folder in (torn_save, torn_export, live_export):
+        folder.mkdir(parents=True)
+        (folder / "part").write_bytes(b"half")
+    capsys.readouterr()
+    fit_in_process(model_dir, 4)
+    printed = capsys.readouterr().out
+    assert not torn_save.exists() and not torn_export.exists() and live_export.exists()
+    assert f"removed {torn_save}" in printed and f"removed {torn_export}" in printed
+
+
+@pytest.mark.cli
+def test_rerunning_a_finished_run_does_not_export_it_again(tmp_path, run_cli):
+    model_dir = tmp_path / "run"
+    first = train(run_cli, model_dir, "--train_steps=2")
+    assert first.returncode == 0 and os.path.isdir(model_dir / "export" / "1"), first.stderr[-2000:]
+    again = train(run_cli, model_dir, "--train_steps=2")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"Export {model_dir / 'export' / '1'} holds ckpt-2 already: not exported again." in again.stdout
+    assert sorted(os.listdir(model_dir / "export")) == ["1"]
+    longer = train(run_cli, model_dir, "--train_steps=3")  # trained further: a new version
+    assert longer.returncode == 0 and sorted(os.listdir(model_dir / "export")) == ["1", "2"]
+    assert json.load(open(model_dir / "export" / "2" / "tfsynth_export.json"))["checkpoint"] == "ckpt-3"
+
+
+@pytest.mark.cli
+def test_a_run_that_fails_before_writing_anything_leaves_no_model_dir(tmp_path, run_cli):
+    result = train(run_cli, tmp_path / "run", f"--init_from={tmp_path / 'nowhere'}", "--train_steps=1")
+    assert_one_error(result, "--init_from")
+    assert not os.path.exists(tmp_path / "run")
+
+
+@pytest.mark.cli
+def test_hparams_a_family_cannot_build_are_one_error_line(tmp_path, run_cli):
+    assert_one_error(train(run_cli, tmp_path / "run", "--hparams=max_channels=-5", "--train_steps=1"),
+                     "--hparams", "crn")
+    assert not os.path.exists(tmp_path / "run")
+
+
+@pytest.mark.cli
+def test_zero_epochs_is_refused_naming_the_value_before_anything_is_created(tmp_path, run_cli):
+    result = train(run_cli, tmp_path / "run", "--epochs=0")
+    assert_one_error(result, "--epochs=0")
+    assert not os.path.exists(tmp_path / "run")
+
+
+@pytest.mark.cli
+def test_a_wrong_tf_config_is_one_error_line(tmp_path, run_cli):
+    result = run_cli("tfsynth.train", f"--flagfile={SMOKE_FLAGS}", f"--model_dir={tmp_path / 'run'}",
+                     "--strategy=multi_worker", "--train_steps=1", check=False, env={"TF_CONFIG": "{not json"})
+    assert_one_error(result, "TF_CONFIG", "not JSON")
+    assert not os.path.exists(tmp_path / "run")

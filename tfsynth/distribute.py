@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 from absl import logging
 
 
@@ -17,6 +20,7 @@ def make_strategy(name: str, cpu_devices: int = 1):
     import tensorflow as tf
 
     if name == "multi_worker":
+        check_tf_config(os.environ.get("TF_CONFIG"))
         # Must exist before any other op touches the runtime.
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
@@ -35,6 +39,34 @@ def make_strategy(name: str, cpu_devices: int = 1):
         devices = [device.name for device in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
     return tf.distribute.get_strategy()
+
+
+class StrategyError(ValueError):
+    """A distribution setting that cannot work; the message names the flag or variable."""
+
+
+def check_tf_config(text: str | None) -> None:
+    """Refuses a ``TF_CONFIG`` that ``MultiWorkerMirroredStrategy`` cannot use, saying why:
+    JSON with ``cluster`` (task type -> list of ``host:port``) and ``task`` (``type`` and an
+    ``index`` within that type's list)."""
+    if not text:
+        raise StrategyError("--strategy=multi_worker: set TF_CONFIG on every machine (docs: README, "
+                            "'Training on several machines')")
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise StrategyError(f"TF_CONFIG is not JSON ({error})") from None
+    cluster, task = (config.get("cluster"), config.get("task")) if isinstance(config, dict) else (None, None)
+    if not isinstance(cluster, dict) or not cluster or not all(
+            isinstance(hosts, list) and hosts and all(isinstance(host, str) and ":" in host for host in hosts)
+            for hosts in cluster.values()):
+        raise StrategyError(f"TF_CONFIG: 'cluster' must map each task type to a list of host:port, got {cluster!r}")
+    if not isinstance(task, dict) or task.get("type") not in cluster:
+        raise StrategyError(f"TF_CONFIG: 'task' must name a type of the cluster ({', '.join(cluster)}), got {task!r}")
+    index, hosts = task.get("index"), cluster[task["type"]]
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(hosts):
+        raise StrategyError(f"TF_CONFIG: task index {index!r} is not one of the {len(hosts)} "
+                            f"{task['type']!r} task(s)")
 
 
 def resolve_jit_compile(flag: str) -> bool:

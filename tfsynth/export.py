@@ -245,8 +245,11 @@ def signatures(model, max_size: int) -> dict:
     return result
 
 
-def export_model(model, export_dir: str, max_size: int = 2048, model_name: str | None = None) -> str:
+def export_model(model, export_dir: str, max_size: int = 2048, model_name: str | None = None,
+                 checkpoint: str | None = None) -> str:
     """Writes ``model``'s serving state with its signatures to ``export_dir``; returns the path.
+    ``checkpoint``, the one the state was restored from or saved to, is recorded (by name) in
+    ``tfsynth_export.json``.
 
     Raises:
       run_dir.RunDirError: ``export_dir`` exists already (an export is never overwritten).
@@ -278,6 +281,7 @@ def export_model(model, export_dir: str, max_size: int = 2048, model_name: str |
             "num_outputs": model.num_outputs,
             "training_size": model.training_size,
             "latent_size": model.latent_size,
+            "checkpoint": os.path.basename(checkpoint) if checkpoint else None,
             **model.serving_metadata(),
         })
         os.rename(partial, export_dir)

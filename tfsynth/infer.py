@@ -84,9 +84,14 @@ def read_instance(path: str, info: dict) -> np.ndarray:
 
 
 def read_image(path: str, info: dict) -> np.ndarray:
-    """uint8 [H, W, 3] photo."""
+    """uint8 [H, W, 3] photo, read as the converter reads it (16-bit greyscale scaled to 8 bits)."""
+    from tfsynth.data import sources, tfrecord
+
     del info
-    return np.asarray(_open(path).convert("RGB"))
+    try:
+        return sources.read_image(path)
+    except tfrecord.DataError as error:
+        raise InferenceError(str(error)) from None
 
 
 READERS = {"label": read_label, "instance": read_instance, "image": read_image}
@@ -176,13 +181,14 @@ def output_files(stem: str, endpoint, num_outputs: int) -> dict[str, list[str]]:
 
 def check_outputs(flags_values, plans: list[tuple[str, list[str]]]) -> None:
     """Refuses to write over inputs, to write one file twice, or to overwrite without asking."""
-    output = os.path.abspath(flags_values.output)
+    # Real paths: a symlink (or ..) naming the input folder is the input folder.
+    output = os.path.realpath(flags_values.output)
     if os.path.exists(output) and not os.path.isdir(output):
         raise InferenceError(f"--output: {flags_values.output} is a file, not a directory")
     for flag in ("input", "instance"):
         source = getattr(flags_values, flag, None)
         if source and os.path.isdir(source):
-            source = os.path.abspath(source)
+            source = os.path.realpath(source)
             if output == source or output.startswith(source + os.sep):
                 raise InferenceError(f"--output: {flags_values.output} is inside --{flag} {source}; outputs "
                                      "would mix with (and could replace) the inputs")

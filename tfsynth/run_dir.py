@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 
 from tfsynth import config as config_lib
@@ -135,6 +136,16 @@ def check_resume_data(saved: dict | None, model_dir: str, *, train_data: str, da
                               f"{len(split.files)} shard(s), the run being resumed read {shards} ({path}); "
                               "its checkpointed data position needs the same shards: convert with "
                               f"--num_shards={shards} or use another --model_dir")
+        sizes = (data.get("shard_bytes") or {}).get(split.name)
+        if sizes is not None and sizes != shard_bytes(split.files):
+            raise RunDirError(f"--train_data={train_data}: the shards of split {split.name!r} changed since the "
+                              f"run started (reconverted?), and its checkpointed data position points into the "
+                              f"old ones ({path}); resume on the data it started with or use another --model_dir")
+
+
+def shard_bytes(files: list[str]) -> list[int]:
+    """The size of each shard: what tells a reconverted dataset from the one a run started on."""
+    return [os.path.getsize(path) for path in files]
 
 
 def same_data_dir(first: str, second: str) -> bool:
@@ -159,45 +170,86 @@ def latest_checkpoint(model_dir: str, flag: str = "--model_dir") -> str:
 
 
 def checkpoint_paths(model_dir: str, flag: str = "--model_dir") -> list[str]:
-    """The checkpoints of ``model_dir`` that its CheckpointManager keeps, oldest first."""
+    """The checkpoints of ``model_dir``, oldest first: those its CheckpointManager keeps, or,
+    when the state file (``checkpoints/checkpoint``) is missing or unreadable, every checkpoint
+    whose files are there."""
+    directory = os.path.join(model_dir, "checkpoints")
+    paths = _listed_checkpoints(directory) or checkpoint_files(directory)
+    if not paths:
+        raise RunDirError(f"{flag}: no checkpoint in {directory}")
+    return paths
+
+
+def checkpoint_files(directory: str) -> list[str]:
+    """The checkpoint prefixes (``ckpt-N``) whose index file is in ``directory``, by step."""
+    if not os.path.isdir(directory):
+        return []
+    found = [(int(match[1]), os.path.join(directory, f"ckpt-{match[1]}"))
+             for match in map(re.compile(r"ckpt-(\d+)\.index").fullmatch, os.listdir(directory)) if match]
+    return [path for _, path in sorted(found)]
+
+
+def _listed_checkpoints(directory: str) -> list[str]:
+    """The checkpoints the state file lists, oldest first; [] when it is missing or unreadable
+    (TensorFlow then reads it as no checkpoint at all)."""
     import tensorflow as tf
 
-    directory = os.path.join(model_dir, "checkpoints")
-    state = tf.train.get_checkpoint_state(directory)
+    try:
+        state = tf.train.get_checkpoint_state(directory)
+    except (UnicodeDecodeError, ValueError):  # binary garbage: TensorFlow catches only parse errors
+        return []
     if state is None or not state.model_checkpoint_path:
-        raise RunDirError(f"{flag}: no checkpoint in {directory}")
+        return []
     paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
     if paths[-1] != state.model_checkpoint_path:
         paths.append(state.model_checkpoint_path)
     return paths
 
 
-def copy_run_files(model, model_dir: str) -> None:
-    """Copies into ``model_dir`` the files ``model.run_files()`` declares, and points the model
-    at the copies (``model.run_file``).
+def recover_checkpoint_state(model_dir: str, log) -> None:
+    """Rewrites ``checkpoints/checkpoint`` from the checkpoint files when it is missing, empty or
+    unreadable while checkpoints are there, so that a resume finds them (TensorFlow would read
+    such a file as no checkpoint, and the run would start over and overwrite them)."""
+    import tensorflow as tf
 
-    The training loop calls it once the run directory exists, before ``prepare_training``, on
-    every start and resume. A copy already there is kept (a resume trains the objective it
-    started with) once the family's ``check_run_file`` accepts it; a source is checked before it
-    is copied, and one that is missing or unreadable raises ``tfrecord.DataError`` naming it.
-    Every copy is written atomically.
-    """
-    from tfsynth.data.tfrecord import DataError
+    directory = os.path.join(model_dir, "checkpoints")
+    found = checkpoint_files(directory)
+    if not found or _listed_checkpoints(directory):
+        return
+    tf.compat.v1.train.update_checkpoint_state(
+        directory, found[-1], found, all_model_checkpoint_timestamps=[os.path.getmtime(f"{path}.index") for path in found])
+    log(f"{os.path.join(directory, 'checkpoint')} was missing or unreadable: rebuilt from the checkpoint files "
+        f"({', '.join(os.path.basename(path) for path in found)})")
 
-    for name, source in model.run_files().items():
-        copy = os.path.join(model_dir, name)
-        if os.path.exists(copy):
-            model.check_run_file(name, copy)
-            continue
-        if isinstance(source, str):
-            model.check_run_file(name, source)
-            try:
-                with open(source, "rb") as f:
-                    source = f.read()
-            except OSError as error:
-                raise DataError(f"{name}: cannot read {source} ({error.strerror or error})") from None
-        write_bytes(copy, source)
-    model.run_files_dir = model_dir
+
+def remove_leftovers(model_dir: str, log) -> None:
+    """Removes what a killed process left in ``model_dir``: a checkpoint save's temporary folder
+    (``checkpoints/ckpt-N_temp``) and an export's partial folder (``export/.N.partial-PID``)
+    whose process is gone. Neither is ever read: a save or an export becomes visible only by its
+    final rename."""
+    candidates = [os.path.join(model_dir, "checkpoints", name) for name in _names(os.path.join(model_dir, "checkpoints"))
+                  if re.fullmatch(r"ckpt-\d+_temp", name)]
+    for name in _names(os.path.join(model_dir, "export")):
+        match = re.fullmatch(r"\.\d+\.partial-(\d+)", name)
+        if match and not _process_alive(int(match[1])):
+            candidates.append(os.path.join(model_dir, "export", name))
+    for path in candidates:
+        shutil.rmtree(path, ignore_errors=True)
+        log(f"removed {path}, left by a process that was stopped while writing it")
+
+
+def _names(directory: str) -> list[str]:
+    return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def restore_newest(checkpoint, paths: list[str], *, partial: bool = False, log=None) -> str:
@@ -261,9 +313,16 @@ def load_model(model_dir: str, purpose: str = "serving", flag: str = "--model_di
 
 def next_export_dir(model_dir: str) -> str:
     """``model_dir/export/<n+1>``: TF Serving serves the highest integer version."""
+    latest = latest_export_dir(model_dir)
+    version = int(os.path.basename(latest)) if latest else 0
+    return os.path.join(model_dir, "export", str(version + 1))
+
+
+def latest_export_dir(model_dir: str) -> str | None:
+    """``model_dir/export/<n>`` of the highest version, or None."""
     root = os.path.join(model_dir, "export")
-    versions = [int(name) for name in os.listdir(root) if re.fullmatch(r"\d+", name)] if os.path.isdir(root) else []
-    return os.path.join(root, str(max(versions, default=0) + 1))
+    versions = [int(name) for name in _names(root) if re.fullmatch(r"\d+", name)]
+    return os.path.join(root, str(max(versions))) if versions else None
 
 
 def read_export_info(export_dir: str, flag: str = "--saved_model") -> dict:

@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from tfsynth import config as config_lib
-from tfsynth import nonfinite, registry, run_dir
+from tfsynth import distribute, nonfinite, registry, run_dir
 from tfsynth.console import format_duration, print_summary
 from tfsynth.data import batches, pipelines, tfrecord
 from tfsynth.profiling import StepProfiler
@@ -38,7 +38,7 @@ class TrainingError(ValueError):
 
 #: What a run can fail with that the user can fix; commands print these as one ``error:`` line.
 USER_ERRORS = (TrainingError, tfrecord.DataError, config_lib.HParamsError, run_dir.RunDirError,
-               nonfinite.NonFiniteError)
+               nonfinite.NonFiniteError, distribute.StrategyError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +102,16 @@ def model_config(options: TrainOptions):
     return config_lib.build_config(model_class.config_class, overrides)
 
 
+def build_model(spec, config, label_space: str = "cityscapes35"):
+    """The family's model for ``config``, reading data in ``label_space``; a value the networks
+    cannot be built with (a negative width the config let through) is an ``HParamsError``."""
+    try:
+        return spec.load()(config, source_label_space=label_space)
+    except (TypeError, ValueError) as error:
+        raise config_lib.HParamsError(f"--hparams: {spec.name} cannot be built with these hyper-parameters "
+                                      f"({error})") from None
+
+
 def resolve_steps(options: TrainOptions, examples: int) -> int:
     if options.train_steps:
         return options.train_steps
@@ -131,7 +141,7 @@ def describe(options: TrainOptions) -> None:
     """``--dry_run``: builds the networks and prints their parameter counts, reading no data."""
     spec = registry.get(options.model)
     config = model_config(options)
-    model = spec.load()(config)
+    model = build_model(spec, config)
     print_summary(f"{spec.name}: {spec.summary}", network_rows(model) + hparam_rows(config))
 
 
@@ -245,6 +255,10 @@ def warm_start(model, source: str) -> tuple[int, list[str]]:
     return copied, skipped
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
 def mean_metrics(results: list[dict]) -> dict:
     """Means over eval batches of each metric."""
     return {name: float(np.mean([float(result[name]) for result in results])) for name in (results or [{}])[0]}
@@ -283,11 +297,11 @@ class Run:
     steps_per_epoch: int
     total_steps: int | None
     saved_config: dict | None
+    #: The checkpoint ``fit`` saved or restored last (what an export after it holds).
+    last_checkpoint: str | None = None
 
     @property
     def worker_index(self) -> int:
-        from tfsynth import distribute
-
         return distribute.worker_index(self.strategy)
 
     @property
@@ -328,6 +342,9 @@ class Run:
         iterator = iter(self.dataset())
         checkpoint = tf.train.Checkpoint(step=step_counter, data=iterator, **model.checkpoint_items())
         is_chief = self.is_chief
+        if is_chief:
+            run_dir.remove_leftovers(model_dir, log=_say)
+        run_dir.recover_checkpoint_state(model_dir, log=_say)
         manager = RunCheckpoints(checkpoint, model_dir, options.keep_checkpoints, self.worker_index)
         origin, last_saved = self._restore_or_warm_start(checkpoint, manager)
         # Attached after the restore: a checkpoint from before these existed restores without them
@@ -402,6 +419,7 @@ class Run:
             print(f"saved checkpoint {last_saved} (with the state computed after training)", flush=True)
         # What the caller exports next is what was checked and saved last.
         guard.check_state(step, "the export", last_saved)
+        self.last_checkpoint = last_saved
         return values
 
     def _restore_or_warm_start(self, checkpoint, manager) -> tuple[str, str | None]:
@@ -411,8 +429,11 @@ class Run:
           (what was done, for the log; the checkpoint restored or None).
         """
         if manager.checkpoints:
-            path = run_dir.restore_newest(checkpoint, manager.checkpoints, log=lambda line: print(line, flush=True))
+            path = run_dir.restore_newest(checkpoint, manager.checkpoints, log=_say)
             return f"resumed from {path}", path
+        if run_dir.checkpoint_files(manager.chief.directory):  # never start over on top of them
+            raise run_dir.RunDirError(f"--model_dir={self.options.model_dir}: {manager.chief.directory} holds "
+                                      "checkpoints this run cannot find; move them away to start over")
         if self.options.init_from:
             copied, skipped = warm_start(self.model, self.options.init_from)
             return (f"warm start from {self.options.init_from}: {copied} layers copied, "
@@ -435,6 +456,7 @@ class Run:
             "runtime": self.options.runtime(),
             "data": {"dir": self.data_dir, "splits": {split.name: split.count for split in splits},
                      "shards": {split.name: len(split.files) for split in splits},
+                     "shard_bytes": {split.name: run_dir.shard_bytes(split.files) for split in splits},
                      "label_space": self.label_space},
         })
 
@@ -464,8 +486,6 @@ def prepare(options: TrainOptions) -> Run:
     import keras
     import tensorflow as tf
 
-    from tfsynth import distribute
-
     spec = registry.get(options.model)
     model_dir = options.model_dir
     if model_dir and os.path.exists(model_dir) and not os.path.isdir(model_dir):
@@ -489,7 +509,7 @@ def prepare(options: TrainOptions) -> Run:
     data_dir = pipelines.resolve_data_dir(options.train_data, options.seed)
     label_space = tfrecord.read_dataset_json(data_dir).get("label_space") or "cityscapes35"
     with strategy.scope():
-        model = spec.load()(config, source_label_space=label_space)
+        model = build_model(spec, config, label_space)
     splits = batches.training_splits(model, data_dir, options.train_split)
     batches.check_data_fits_model(model, splits)
     examples = max(split.count for split in splits.values())  # an epoch covers the larger domain

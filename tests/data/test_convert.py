@@ -405,3 +405,79 @@ def test_build_synthetic_caches(tmp_path):
     convert.build_synthetic(out, 4, 1, 32, 64, seed=5, log=lambda line: None)
     assert tfrecord.read_dataset_json(out)["splits"] == {"train": 4, "val": 1}
     assert not glob.glob(str(tmp_path / "*.tmp-*"))
+
+
+@pytest.mark.unit
+def test_a_16_bit_grey_photo_is_read_at_its_depth_by_the_converter_and_infer(tmp_path):
+    from tfsynth import infer
+
+    levels = np.array([[0, 257, 32896], [40000, 65278, 65535]], dtype=np.uint16)
+    path = tmp_path / "grey16.png"
+    Image.fromarray(levels).save(path)
+    assert Image.open(path).mode.startswith("I")  # what PIL makes of a 16-bit PNG
+    expected = np.repeat(np.round(levels / 257.0).astype(np.uint8)[..., None], 3, axis=2)
+    np.testing.assert_array_equal(sources.read_image(str(path)), expected)
+    np.testing.assert_array_equal(infer.read_image(str(path), {}), expected)
+
+
+@pytest.mark.unit
+def test_a_file_name_that_is_not_utf8_is_a_bad_example_that_skip_bad_skips(tmp_path):
+    src = tmp_path / "src" / "train"
+    src.mkdir(parents=True)
+    for name in (b"a.png", b"b\xff.png", b"c.png"):
+        save_png(os.path.join(os.fsencode(src), name).decode("utf-8", "surrogateescape"),
+                 np.full((4, 6, 3), 7, np.uint8))
+    listed = sources.image_folder(str(tmp_path / "src"), "train")
+    with pytest.raises(DataError, match=re.escape("b\\xff.png: the file name is not UTF-8")):
+        convert.convert(listed, str(tmp_path / "out"), "train", 1, log=lambda line: None)
+    logged = []
+    result = convert.convert(listed, str(tmp_path / "out"), "train", 1, skip_bad=True, log=logged.append)
+    assert (result.count, result.skipped) == (2, 1)
+    assert any(line.startswith("skipped train/b\\xff.png") for line in logged), logged
+    assert [record["key"] for record in read_split(str(tmp_path / "out"), "train")] == [b"train/a.png",
+                                                                                         b"train/c.png"]
+
+
+@pytest.mark.unit
+def test_a_label_file_is_read_one_way_by_the_converter_infer_and_the_studio(tmp_path):
+    import io
+
+    from tfsynth import infer
+    from tfsynth.data import labels
+    from tfsynth.studio import scenes
+
+    space = labels.get_label_space("cityscapes35")
+    ids = np.array([[7, 7, 26, 26], [11, 11, 24, 21]], np.uint8)  # road, car, building, person, vegetation
+
+    def palette_png(name, indices, colours):
+        image = Image.fromarray(indices.astype(np.uint8), mode="P")
+        image.putpalette(np.asarray(colours, np.uint8).reshape(-1).tolist())
+        image.save(tmp_path / name)
+        return tmp_path / name
+
+    def readings(path):
+        data = path.read_bytes()
+        return [sources.read_id_map(str(path), space.num_classes, palette=space),
+                infer.read_label(str(path), {"label_space": "cityscapes35"}),
+                scenes.decode_label(data, "cityscapes35", "upload")]
+
+    # Indices 0..4 in a palette of the label space's colours in another order: the colours name the classes.
+    used = np.unique(ids)
+    permuted = palette_png("permuted.png", np.searchsorted(used, ids), labels.colorize(used, space))
+    for read in readings(permuted):
+        np.testing.assert_array_equal(read, ids)
+    # The label space's palette in id order, or a palette of other colours: the indices are the ids.
+    in_order = palette_png("in_order.png", ids, labels.colorize(np.arange(256), space))
+    foreign = palette_png("foreign.png", ids, np.random.default_rng(0).integers(0, 256, (256, 3)))
+    for path in (in_order, foreign):
+        for read in readings(path):
+            np.testing.assert_array_equal(read, ids)
+    # A photo is no label map, wherever it is given.
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (2, 4, 3), dtype=np.uint8)).save(photo)
+    with pytest.raises(DataError, match="colour image"):
+        sources.read_id_map(str(photo), space.num_classes, palette=space)
+    with pytest.raises(infer.InferenceError, match="not colours of the cityscapes35 palette"):
+        infer.read_label(str(photo), {"label_space": "cityscapes35"})
+    with pytest.raises(scenes.SceneError, match="not colours of the cityscapes35 palette"):
+        scenes.decode_label(photo.read_bytes(), "cityscapes35", "upload")

@@ -119,6 +119,7 @@ def convert(
 
     def prepare(lazy: sources.LazyExample) -> Example | DataError:
         try:
+            sources.check_name(lazy.key)
             example = lazy.read()
             # Check before resizing: resizing would hide a size mismatch between the maps.
             tfrecord.validate(example, num_classes)
@@ -137,7 +138,7 @@ def convert(
                 if not skip_bad:
                     raise outcome
                 skipped += 1
-                log(f"skipped {lazy.key}: {outcome}")
+                log(f"skipped {sources.printable(lazy.key)}: {outcome}")
             else:
                 image_sizes.add(outcome.image.shape[:2])
                 all_have_instance &= outcome.instance is not None

@@ -72,48 +72,98 @@ class LazyExample:
 
 # ----------------------------------------------------------------------------- file reading
 
+def printable(path: str) -> str:
+    """``path`` as text any terminal takes: bytes a file name holds that are not UTF-8 (Python
+    keeps them as surrogates) shown as ``\\xNN``."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def check_name(path: str) -> None:
+    """Raises ``DataError`` for a file name that is not UTF-8: a record key must be text."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataError(f"{printable(path)}: the file name is not UTF-8; rename the file") from None
+
+
 
 def read_image(path: str) -> np.ndarray:
-    """Decodes a photo to uint8 [H, W, 3]; grey and RGBA images are converted to RGB.
+    """Decodes a photo to uint8 [H, W, 3]; grey and RGBA images are converted to RGB, and 16-bit
+    greyscale is scaled to 8 bits (``round(v * 255 / 65535)``: PIL's own conversion clips it to
+    white).
 
     Raises:
       DataError: naming ``path`` when the file is missing, truncated or not an image.
     """
     with _open_image(path) as image:
+        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+            grey = np.round(np.asarray(image, dtype=np.float64) * (255.0 / 65535.0))
+            return np.repeat(np.clip(grey, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
         if image.mode != "RGB":
             image = image.convert("RGB")
         return np.asarray(image, dtype=np.uint8)
 
 
-def read_id_map(path: str, num_classes: int | None, colors=None) -> np.ndarray:
+def read_id_map(path: str, num_classes: int | None, colors=None, palette=None) -> np.ndarray:
     """Decodes a class-id label file to uint8 [H, W], checking its format and the id range.
 
-    Labels are 8-bit single-channel PNGs (greyscale, or palette whose indices are the ids): a
-    JPEG changes ids wherever it compresses, and a 16-bit or colour file holds something else.
+    Labels are 8-bit single-channel PNGs (greyscale, or palette): a JPEG changes ids wherever it
+    compresses, and a 16-bit or colour file holds something else.
 
     Args:
       path: the label file.
       num_classes: ids must be below this; None checks only that they fit in 8 bits.
       colors: a label space whose palette colour-coded label PNGs may be drawn in, exactly
         (``infer`` takes Cityscapes ``*_color.png``); None refuses colour files.
+      palette: the label space a palette-mode file's colours are read in (``label_ids``).
 
     Raises:
       DataError: naming ``path`` and saying what was found.
     """
     with _open_image(path) as image:
-        if image.format != "PNG":
-            raise DataError(f"{path}: a {image.format or 'non-PNG'} file; labels must be 8-bit single-channel "
-                            "PNGs of class ids (lossy compression changes ids)")
-        if image.mode in ("L", "P"):
-            ids = np.asarray(image)
-        elif image.mode in ("RGB", "RGBA") and colors is not None:
-            ids = _ids_from_palette_image(path, np.asarray(image.convert("RGB")), colors)
-        else:
-            found = "a colour image" if image.mode in ("RGB", "RGBA") else f"PIL mode {image.mode} (16-bit?)"
-            raise DataError(f"{path}: {found}; labels must be 8-bit single-channel PNGs of class ids")
+        ids = label_ids(image, path, colors=colors, palette=palette or colors)
+    return check_id_range(ids, path, num_classes)
+
+
+def label_ids(image: Image.Image, where: str, colors=None, palette=None) -> np.ndarray:
+    """The class ids of an opened label image: the one reading of a label file that the
+    converter, ``infer`` and the studio share.
+
+    A greyscale image holds the ids. A palette image holds ids as its indices, unless its colours
+    are exactly ``palette``'s (a label space) in another order: then, as a person sees it, each
+    colour names its class. A colour image is read by its colours when ``colors`` allows it and
+    every pixel is exactly one of them; anything else is refused, saying what it is.
+
+    Raises:
+      DataError: naming ``where`` and what was found.
+    """
+    if image.format not in ("PNG", None):
+        raise DataError(f"{where}: a {image.format} file; labels must be 8-bit single-channel PNGs of class ids "
+                        "(lossy compression changes ids)")
+    if image.mode == "L":
+        return np.asarray(image)
+    if image.mode == "P":
+        indices = np.asarray(image)
+        if palette is not None:
+            used = np.unique(indices)
+            colours = np.asarray(image.getpalette() or [], np.uint8).reshape(-1, 3)
+            known = label_spaces.ids_from_exact_colors(colours[used][None], palette)[0] if used.max() < len(colours) \
+                else np.full(len(used), -1)
+            in_order = np.array_equal(colours[used], label_spaces.colorize(used, palette))
+            if not in_order and (known >= 0).all():
+                return np.asarray(known, np.int64)[np.searchsorted(used, indices)]
+        return indices
+    if image.mode in ("RGB", "RGBA") and colors is not None:
+        return _ids_from_palette_image(where, np.asarray(image.convert("RGB")), colors)
+    found = "a colour image (a photo?)" if image.mode in ("RGB", "RGBA") else f"PIL mode {image.mode} (16-bit?)"
+    raise DataError(f"{where}: {found}; labels must be 8-bit single-channel PNGs of class ids")
+
+
+def check_id_range(ids: np.ndarray, where: str, num_classes: int | None) -> np.ndarray:
+    """``ids`` as uint8, refused (naming ``where``) when an id is outside ``num_classes``."""
     limit = 256 if num_classes is None else num_classes
     if ids.size and ids.max() >= limit:
-        raise DataError(f"{path}: label id {int(ids.max())} is outside the label space (ids 0..{limit - 1})")
+        raise DataError(f"{where}: label id {int(ids.max())} is outside the label space (ids 0..{limit - 1})")
     return ids.astype(np.uint8)
 
 
@@ -216,7 +266,7 @@ def cityscapes(root: str, split: str) -> list[LazyExample]:
     for folder, name in ((photo_dir, "leftImg8bit"), (label_dir, "gtFine")):
         if not os.path.isdir(folder):
             raise DataError(f"{root}: no {name}/{split} under it (expected the official Cityscapes layout)")
-    num_classes = label_spaces.cityscapes35().num_classes
+    space = label_spaces.cityscapes35()
     examples = []
     for city in sorted(os.listdir(photo_dir)):
         city_dir = os.path.join(photo_dir, city)
@@ -231,7 +281,7 @@ def cityscapes(root: str, split: str) -> list[LazyExample]:
             instance = os.path.join(label_dir, city, stem + CITYSCAPES_INSTANCE_SUFFIX)
             examples.append(LazyExample(
                 key=os.path.relpath(photo, root),
-                read=functools.partial(_read_labelled, root, photo, label, instance, num_classes)))
+                read=functools.partial(_read_labelled, root, photo, label, instance, space)))
     if not examples:
         raise DataError(f"{photo_dir}: split {split!r} has no examples (no <city>/*{CITYSCAPES_PHOTO_SUFFIX})")
     return examples
@@ -256,7 +306,7 @@ def paired_folders(src: str, split: str, label_space: str = "cityscapes35") -> l
                             "(expected SRC/<split>/images and SRC/<split>/labels)")
     instance_dir = os.path.join(split_dir, "instances")
     has_instances = os.path.isdir(instance_dir)
-    num_classes = label_spaces.get_label_space(label_space).num_classes
+    space = label_spaces.get_label_space(label_space)
     examples = []
     for name in sorted(os.listdir(image_dir)):
         stem, extension = os.path.splitext(name)
@@ -267,7 +317,7 @@ def paired_folders(src: str, split: str, label_space: str = "cityscapes35") -> l
         instance = os.path.join(instance_dir, stem + ".png") if has_instances else None
         examples.append(LazyExample(
             key=os.path.relpath(photo, src),
-            read=functools.partial(_read_labelled, src, photo, label, instance, num_classes)))
+            read=functools.partial(_read_labelled, src, photo, label, instance, space)))
     if not examples:
         raise DataError(f"{image_dir}: split {split!r} has no examples (no {'/'.join(IMAGE_EXTENSIONS)} files)")
     return examples
@@ -425,12 +475,12 @@ def _require_dir(path: str, flag: str) -> None:
         raise DataError(f"{path}: {flag} directory does not exist")
 
 
-def _read_labelled(root: str, photo: str, label: str, instance: str | None, num_classes: int) -> Example:
+def _read_labelled(root: str, photo: str, label: str, instance: str | None, space) -> Example:
     for companion, what in ((label, "label map"), (instance, "instance map")):
         if companion is not None and not os.path.isfile(companion):
             raise DataError(f"{companion}: file is missing (the {what} of {photo})")
     image = read_image(photo)
-    label_ids = read_id_map(label, num_classes)
+    label_ids = read_id_map(label, space.num_classes, palette=space)
     check_same_size(image, photo, label_ids, label)
     instance_ids = None
     if instance is not None:

@@ -134,17 +134,19 @@ def _open_png(data: bytes, what: str, max_size: int | None) -> Image.Image:
 
 
 def decode_label(data: bytes, label_space: str, what: str, max_size: int | None = None) -> np.ndarray:
-    """uint8 [H, W] ids from an 8-bit id PNG, or a colour-coded label PNG (nearest palette colour,
-    as ``tfsynth.infer`` reads it); ids outside the label space are refused."""
+    """uint8 [H, W] ids of an uploaded label PNG, read as ``tfsynth.infer`` and the converter read
+    a label file (``sources.label_ids``): ids, a palette image through its colours when they are
+    the label space's, or a colour image drawn exactly in them; a photo or ids outside the label
+    space are refused."""
+    from tfsynth.data import sources, tfrecord
+
     image = _open_png(data, what, max_size)
     space = labels.get_label_space(label_space)
-    if image.mode in ("L", "P", "I;16", "I"):
-        ids = np.asarray(image).astype(np.int64)
-    else:
-        ids = labels.ids_from_colors(np.asarray(image.convert("RGB")), space).astype(np.int64)
-    if ids.max(initial=0) >= space.num_classes:
-        raise SceneError(f"{what}: label id {int(ids.max())} is outside {space.name} (0..{space.num_classes - 1})")
-    return ids.astype(np.uint8)
+    try:
+        return sources.check_id_range(sources.label_ids(image, what, colors=space, palette=space), what,
+                                      space.num_classes)
+    except tfrecord.DataError as error:
+        raise SceneError(str(error)) from None
 
 
 def decode_instance(data: bytes, shape: tuple[int, int], what: str) -> np.ndarray:
