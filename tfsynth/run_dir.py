@@ -252,6 +252,34 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def copy_run_files(model, model_dir: str) -> None:
+    """Copies into ``model_dir`` the files ``model.run_files()`` declares, and points the model
+    at the copies (``model.run_file``).
+
+    The training loop calls it once the run directory exists, before ``prepare_training``, on
+    every start and resume. A copy already there is kept (a resume trains the objective it
+    started with) once the family's ``check_run_file`` accepts it; a source is checked before it
+    is copied, and one that is missing or unreadable raises ``tfrecord.DataError`` naming it.
+    Every copy is written atomically.
+    """
+    from tfsynth.data.tfrecord import DataError
+
+    for name, source in model.run_files().items():
+        copy = os.path.join(model_dir, name)
+        if os.path.exists(copy):
+            model.check_run_file(name, copy)
+            continue
+        if isinstance(source, str):
+            model.check_run_file(name, source)
+            try:
+                with open(source, "rb") as f:
+                    source = f.read()
+            except OSError as error:
+                raise DataError(f"{name}: cannot read {source} ({error.strerror or error})") from None
+        write_bytes(copy, source)
+    model.run_files_dir = model_dir
+
+
 def restore_newest(checkpoint, paths: list[str], *, partial: bool = False, log=None) -> str:
     """Restores the newest of ``paths`` (oldest first) that restores; returns its path.
 

@@ -440,7 +440,6 @@ def test_a_file_name_that_is_not_utf8_is_a_bad_example_that_skip_bad_skips(tmp_p
 
 @pytest.mark.unit
 def test_a_label_file_is_read_one_way_by_the_converter_infer_and_the_studio(tmp_path):
-    import io
 
     from tfsynth import infer
     from tfsynth.data import labels
