@@ -32,10 +32,17 @@ def test_named_paths_name_each_path_and_take_urls_and_drives_as_paths():
     def default(path):
         return f"default({path})"
 
-    assert parse_named_paths("crn:runs/a/export/1, b:gs://bucket/x", default) == [
-        ("crn", "runs/a/export/1"), ("b", "gs://bucket/x")]
-    assert parse_named_paths("gs://bucket/x,C:\\runs\\y", default) == [
-        ("default(gs://bucket/x)", "gs://bucket/x"), ("default(C:\\runs\\y)", "C:\\runs\\y")]
+    assert parse_named_paths("crn:runs/a/export/1, b:gs://bucket/x,a:/abs/export/1", default) == [
+        ("crn", "runs/a/export/1"), ("b", "gs://bucket/x"), ("a", "/abs/export/1")]
+    assert parse_named_paths("gs://bucket/x", default) == [("default(gs://bucket/x)", "gs://bucket/x")]
+
+
+def test_a_drive_letter_is_a_path_on_windows(monkeypatch):
+    from tfsynth import parsing
+
+    monkeypatch.setattr(parsing, "DRIVE_LETTERS", True)
+    assert parse_named_paths("C:\\runs\\y,D:/runs/z,a:model", lambda path: path[:2]) == [
+        ("C:", "C:\\runs\\y"), ("D:", "D:/runs/z"), ("a", "model")]
 
 
 @pytest.mark.parametrize("text, message", [("", "at least one"), (" , ", "at least one"),

@@ -691,7 +691,9 @@ def test_hparams_a_family_cannot_build_are_one_error_line(tmp_path, run_cli):
 
 @pytest.mark.cli
 def test_zero_epochs_is_refused_naming_the_value_before_anything_is_created(tmp_path, run_cli):
-    result = train(run_cli, tmp_path / "run", "--epochs=0")
+    by_epochs = tmp_path / "epochs.flags"  # the smoke flags without their --train_steps, which wins
+    by_epochs.write_text("".join(line for line in open(SMOKE_FLAGS) if not line.startswith("--train_steps")))
+    result = train(run_cli, tmp_path / "run", "--epochs=0", flagfile=by_epochs)
     assert_one_error(result, "--epochs=0")
     assert not os.path.exists(tmp_path / "run")
 

@@ -213,7 +213,7 @@ def test_uploads_are_checked_and_resized_to_the_canvas(client):
         ({"label": {"b64": "!!"}}, 400, "base64"),
         ({"label": "label.png"}, 400, "b64"),
         ({}, 400, "label"),
-        ({"label": png_b64(np.full((8, 8), 50, np.uint8))}, 400, "50 is outside cityscapes35"),
+        ({"label": png_b64(np.full((8, 8), 50, np.uint8))}, 400, "label id 50 is outside the label space"),
         ({"label": png_b64(np.zeros((4, 2049), np.uint8))}, 400, "max_size 2048"),
         ({"label": png_b64(label), "instance": png_b64(instance[:32].astype(np.uint16))}, 400, "differs"),
     ]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Callable
+
+#: Whether ``C:\\...`` is a path (Windows) rather than a model named C.
+DRIVE_LETTERS = os.name == "nt"
 
 _SIZE = re.compile(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?")
 
@@ -25,7 +29,8 @@ def parse_size(text: str, square: bool = False) -> tuple[int, int]:
 
 def parse_named_paths(text: str, default_name: Callable[[str], str]) -> list[tuple[str, str]]:
     """``"a:PATH,b:PATH"`` -> ``[("a", PATH), ("b", PATH)]``; an item without a name is named
-    ``default_name(PATH)``. A URL (``gs://...``) or a drive letter (``C:\\...``) is a path, not a name.
+    ``default_name(PATH)``. A URL (``gs://...``), and on Windows a drive letter (``C:\\...``), is a
+    path, not a name.
 
     Raises:
       ValueError: for an empty list or a name given twice.
@@ -33,7 +38,8 @@ def parse_named_paths(text: str, default_name: Callable[[str], str]) -> list[tup
     items = []
     for item in filter(None, (part.strip() for part in (text or "").split(","))):
         name, sep, path = item.partition(":")
-        if not sep or not name or path.startswith("//") or (len(name) == 1 and path[:1] in "/\\"):
+        drive = DRIVE_LETTERS and len(name) == 1 and path[:1] in "/\\"
+        if not sep or not name or path.startswith("//") or drive:
             name, path = default_name(item), item
         items.append((name, path))
     if not items:
