@@ -72,13 +72,15 @@ class _ForkServer:
         return json.loads(line)
 
 
-_servers: dict[str, _ForkServer] = {}
+_server: list[_ForkServer] = []
 
 
 def _forked(cache: str, target: str, args: list[str], environment: dict, timeout: float):
-    server = _servers.get(cache)
-    if server is None or server.process.poll() is not None:
-        server = _servers[cache] = _ForkServer(cache)
+    """The command run by this process's fork server (one per test process; each request brings
+    its own environment, the data cache included)."""
+    if not _server or _server[0].process.poll() is not None:
+        _server[:] = [_ForkServer(cache)]
+    server = _server[0]
     with tempfile.TemporaryDirectory() as folder:
         streams = {name: os.path.join(folder, name) for name in ("stdout", "stderr")}
         server.send({"target": target, "args": args, "env": environment, "cwd": REPO_ROOT, **streams})

@@ -75,11 +75,8 @@ def photos_run(tmp_path_factory, cache_dir):
             pair = np.concatenate([scene.image, labels.colorize(scene.label, "cityscapes35")], axis=1)
             Image.fromarray(pair).save(root / "ab" / split / f"{index}.jpg", quality=95)
     data = str(root / "data")
-    converted = subprocess.run(
-        [sys.executable, "tools/build_tfrecords.py", "--format=pix2pix_ab", f"--src={root / 'ab'}",
-         f"--out={data}", "--direction=AtoB", "--label_space=none"],
-        cwd=REPO_ROOT, env=cli_env(cache_dir), capture_output=True, text=True, timeout=300)
-    assert converted.returncode == 0, converted.stderr[-3000:]
+    run_module(cache_dir, "tools/build_tfrecords.py", "--format=pix2pix_ab", f"--src={root / 'ab'}", f"--out={data}",
+               "--direction=AtoB", "--label_space=none")
     model_dir = str(root / "run")
     return model_dir, train(cache_dir, model_dir, f"--train_data={data}",
                             f"--hparams={TINY_HPARAMS},label_input=image", "--train_steps=2")

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cli_support import run_module
 from tfsynth.data import convert, sources, tfrecord
 from tfsynth.data.tfrecord import DataError, Example
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOL = os.path.join("tools", "build_tfrecords.py")
 CITY = "testcity"
 
@@ -23,8 +23,7 @@ CITY = "testcity"
 
 
 def run_tool(*args, timeout=120):
-    return subprocess.run([sys.executable, TOOL, *args], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+    return run_module(os.environ.get("TFSYNTH_CACHE", ""), TOOL, *args, check=False, timeout=timeout)
 
 
 def save_png(path, array):

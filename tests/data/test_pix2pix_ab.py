@@ -3,27 +3,24 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 from scipy import ndimage
 
+from cli_support import run_module
 from tfsynth.data import labels, sources, synthetic, tfrecord
 from tfsynth.data.tfrecord import DataError
 
 pytestmark = pytest.mark.family("pix2pix")
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOL = os.path.join("tools", "build_tfrecords.py")
 SIZE = 64
 
 
 def run_tool(*args, timeout=120):
-    return subprocess.run([sys.executable, TOOL, *args], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+    return run_module(os.environ.get("TFSYNTH_CACHE", ""), TOOL, *args, check=False, timeout=timeout)
 
 
 def write_ab(root, split="train", count=3, seed=0, size=SIZE, **jpeg_options):
