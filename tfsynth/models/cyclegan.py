@@ -35,7 +35,6 @@ on its own seed.
 from __future__ import annotations
 
 import dataclasses
-import random
 import re
 
 import keras
@@ -214,18 +213,18 @@ class ImagePool(tf.Module):
     """The history of generated images the discriminators train on (after Shrivastava et al. 2017).
 
     The state is TensorFlow variables, so it is checkpointed with the model and resumes where it
-    stopped: ``images`` [pool_size, H, W, 3], the fill ``count``, and the ``seed`` and number of
-    ``draws`` from which each query derives its stateless random numbers. A pool seeded the same
-    way and fed the same images therefore returns the same images, eagerly, in a tf.function
-    and after a restore.
+    stopped: ``images`` [pool_size, H, W, 3] and the fill ``count``. Each query draws its random
+    numbers statelessly from the seed pair it is given (the model's per-step, per-replica seed),
+    so the same seeds and images give the same result, eagerly, in a tf.function and after a
+    restore.
 
     Under a tf.distribute strategy every replica keeps its own pool (ON_READ variables): the
-    authors' single-GPU pool sees the whole batch, here each replica sees its share, and the
-    replica id is folded into the seed so the replicas draw differently. A checkpoint holds the
-    first replica's pool, and restoring puts it into every replica.
+    authors' single-GPU pool sees the whole batch, here each replica sees its share and draws
+    from its own seed. A checkpoint holds the first replica's pool, and restoring puts it into
+    every replica.
     """
 
-    def __init__(self, pool_size: int, image_shape, seed: int, name: str | None = None):
+    def __init__(self, pool_size: int, image_shape, name: str | None = None):
         super().__init__(name=name)
         self.pool_size = pool_size
         per_replica = dict(trainable=False, synchronization=tf.VariableSynchronization.ON_READ,
@@ -233,18 +232,13 @@ class ImagePool(tf.Module):
         self.images = tf.Variable(tf.zeros([pool_size, *image_shape], tf.float32), name="images",
                                   **per_replica)
         self.count = tf.Variable(0, dtype=tf.int32, name="count", **per_replica)
-        self.seed = tf.Variable(seed, dtype=tf.int64, name="seed", **per_replica)
-        self.draws = tf.Variable(0, dtype=tf.int64, name="draws", **per_replica)
 
-    def query(self, images):
-        """Stores ``images`` [N, H, W, 3] and returns N images for the discriminator."""
+    def query(self, images, seed):
+        """Stores ``images`` [N, H, W, 3] and returns N images for the discriminator; ``seed``
+        (int64 [2]) decides which are swapped and where."""
         if self.pool_size == 0:
             return images
         images = tf.cast(images, self.images.dtype)
-        context = tf.distribute.get_replica_context()
-        replica = tf.cast(context.replica_id_in_sync_group if context is not None else 0, tf.int64)
-        seed = tf.random.experimental.stateless_fold_in(
-            tf.stack([self.seed.read_value(), self.draws.read_value()]), replica, alg="philox")
         swap_seed, slot_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2, alg="philox"))
         num_images = tf.shape(images)[0]
         swap = tf.random.stateless_uniform([num_images], swap_seed, alg="philox") < 0.5
@@ -254,7 +248,6 @@ class ImagePool(tf.Module):
                                               images, swap, slots)
         self.images.assign(stored)
         self.count.assign(count)
-        self.draws.assign_add(1)
         return returned
 
 
@@ -280,11 +273,9 @@ class CycleGAN(SynthesisModel):
         self.networks = {"G_A": self.G_A, "G_B": self.G_B, "D_A": self.D_A, "D_B": self.D_B}
         # Colours of the dataset's label space, padded to 256 ids (out-of-range ids draw black).
         self.label_palette = tf.constant(labels.colorize(np.arange(256), source_label_space))
-        # Python's generator is seeded by --seed (keras.utils.set_random_seed) before the model
-        # is built, so the pools' random draws are reproducible per seed.
         image_shape = (*config.crop_size, 3)
-        self.pool_a = ImagePool(config.pool_size, image_shape, random.getrandbits(31), name="pool_fake_a")
-        self.pool_b = ImagePool(config.pool_size, image_shape, random.getrandbits(31), name="pool_fake_b")
+        self.pool_a = ImagePool(config.pool_size, image_shape, name="pool_fake_a")
+        self.pool_b = ImagePool(config.pool_size, image_shape, name="pool_fake_b")
 
     # ------------------------------------------------------------------------------ data
     @property
@@ -388,13 +379,14 @@ class CycleGAN(SynthesisModel):
     def train_step(self, batch):
         """G_A and G_B first (D fixed), then D_A and D_B on pooled, detached fakes."""
         real_a, real_b = self._real_pair(batch)
+        pool_seeds = self.replica_seed(salt=1), self.replica_seed(salt=2)  # before the step's first update
         gradients, g_losses, (fake_a, fake_b) = self.group_gradients(
             "total", self.generator_losses, real_a, real_b)
         self.apply_group_gradients("total", gradients)
         # The fakes are those of this step's forward pass, before the generator update, as in
         # the authors' code; the pools swap in older ones half of the time once full.
-        pooled_a = self.pool_a.query(fake_a)
-        pooled_b = self.pool_b.query(fake_b)
+        pooled_a = self.pool_a.query(fake_a, pool_seeds[0])
+        pooled_b = self.pool_b.query(fake_b, pool_seeds[1])
         gradients, d_losses, _ = self.group_gradients(
             "D/total", self.discriminator_losses, real_a, real_b, pooled_a, pooled_b)
         self.apply_group_gradients("D/total", gradients)
