@@ -1,7 +1,7 @@
 """Loss functions: pure, unscaled, each naming its paper and formula.
 
 Functions return per-example values (shape [B]) or means; scaling for distribution happens in
-``tfsynth.models.gradients.scale_for_replicas`` and nowhere else.
+``tfsynth.gradients.scale_for_replicas`` and nowhere else.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ A family subclasses :class:`SynthesisModel` and declares
 Export, infer, evaluate and the training loop derive everything else from these, so an entry
 point never names a family. The training step itself (gradient tapes, replica scaling, loss
 scaling, optional XLA on the per-replica gradient function) lives once in
-:mod:`tfsynth.models.gradients`, a mixin of :class:`SynthesisModel`.
+:mod:`tfsynth.gradients`, a mixin of :class:`SynthesisModel`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import keras
 import tensorflow as tf
 
 from tfsynth.endpoints import Endpoint
-from tfsynth.models.gradients import GradientEngine
+from tfsynth.gradients import GradientEngine
 from tfsynth.records import record_can_feed, record_source
 
 #: Room for the examples of one step in an example's seed (updates so far * this + index).

@@ -58,7 +58,7 @@ from tfsynth.endpoints import Endpoint, Input
 from tfsynth.layers import GLU, AdaptiveAveragePooling, GlobalBatchNormalization, NoiseInjection, Quarter, quarter
 from tfsynth.layers.spectral import SpectralConv2D
 from tfsynth.models.base import OptimizerGroup, SynthesisModel, moving_average_update
-from tfsynth.models.gradients import global_batch_sum, tape_watching
+from tfsynth.gradients import global_batch_sum, tape_watching
 from tfsynth.pixels import from_unit_range, to_uint8, to_unit_range
 
 #: Channels per resolution as multiples of the base width (the reference's ``nfc_multi``): the

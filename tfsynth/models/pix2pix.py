@@ -35,7 +35,7 @@ from tfsynth.data import labels, transforms
 from tfsynth.layers import SmallMapConv2D, SmallMapConv2DTranspose, discriminators, normalization
 from tfsynth.endpoints import Endpoint, Input
 from tfsynth.models.base import OptimizerGroup, SynthesisModel
-from tfsynth.models.gradients import tape_watching
+from tfsynth.gradients import tape_watching
 from tfsynth.pixels import from_unit_range, to_uint8, to_unit_range
 from tfsynth.schedules import LinearDecay
 
