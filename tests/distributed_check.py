@@ -1,6 +1,6 @@
 """Trains a family's tiny model for two steps on one device and mirrored over two logical CPUs,
 from the same weights and batches, with plain SGD (Adam's scale invariance would hide a wrong
-per-replica loss scaling; TF_NOTES Q1), and prints the largest weight difference as JSON.
+per-replica loss scaling; docs/tensorflow-notes.md Q1), and prints the largest weight difference as JSON.
 
     python tests/distributed_check.py FAMILY [EXTRA_HPARAMS]
 

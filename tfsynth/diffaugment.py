@@ -3,7 +3,7 @@
 The same random, differentiable transforms are applied to every image the discriminator sees,
 real and generated, so that D cannot overfit a small training set while G still receives
 gradients through the augmentation. FastGAN trains with the policy ``color,translation``
-(REFERENCE.md section 5c); any GAN family can call :func:`diff_augment`.
+(docs/papers.md 5(c)); any GAN family can call :func:`diff_augment`.
 
 Per example, in this order (the reference's ranges, images in [-1, 1]):
 

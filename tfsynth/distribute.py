@@ -1,4 +1,4 @@
-"""Strategy, XLA and precision policy from the runtime flags (DESIGN.md section 2.2)."""
+"""Strategy, XLA and precision policy from the runtime flags."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def check_tf_config(text: str | None) -> None:
 
 
 def resolve_jit_compile(flag: str) -> bool:
-    """auto: XLA on GPU/TPU, off on CPU where it is 2.5x slower (TF_NOTES Q2)."""
+    """auto: XLA on GPU/TPU, off on CPU where it is 2.5x slower (docs/tensorflow-notes.md Q2)."""
     if flag != "auto":
         return flag == "true"
     import tensorflow as tf

@@ -1,5 +1,5 @@
 """Every absl flag of the entry points, defined here once (never in a ``-m`` module, where a
-second import would define them twice; TF_NOTES Q9).
+second import would define them twice; docs/tensorflow-notes.md Q9).
 
 Entry points call the ``define_*`` functions they need before ``app.run``. Flags are parsed
 before TensorFlow is imported, so a wrong flag fails in a fraction of a second.

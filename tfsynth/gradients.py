@@ -78,7 +78,7 @@ class GradientEngine:
     def enable_xla(self) -> None:
         """Jit-compiles the per-replica gradient computations only.
 
-        Compiling the whole distributed step fails under MirroredStrategy (TF_NOTES Q1); the
+        Compiling the whole distributed step fails under MirroredStrategy (docs/tensorflow-notes.md Q1); the
         all-reduce and optimizer update stay outside XLA.
         """
         self._xla = True

@@ -294,9 +294,7 @@ class Run:
     label_space: str
     splits: dict
     loss_networks: dict
-    steps_per_epoch: int
     total_steps: int | None
-    saved_config: dict | None
     #: The checkpoint ``fit`` saved or restored last (what an export after it holds).
     last_checkpoint: str | None = None
 
@@ -382,8 +380,8 @@ class Run:
                 checkpoint.skipped_steps.assign_add(1)
                 print(f"step {step}: skipped ({nonfinite.describe_losses(losses)}; --on_nan=skip_step), "
                       f"{int(checkpoint.skipped_steps)} skipped so far", flush=True)
-            values = {name: float(value) for name, value in losses.items()}
             if step % options.log_every == 0 or step == total:
+                values = {name: float(value) for name, value in losses.items()}
                 rate = (step - start_step) / max(time.time() - start_time, 1e-9)
                 print(progress_line(step, total, rate, values, options.global_batch_size), flush=True)
                 if is_chief:
@@ -528,5 +526,4 @@ def prepare(options: TrainOptions) -> Run:
             model.enable_recompute()
     return Run(options=options, spec=spec, config=config, model=model, strategy=strategy, precision=precision,
                precision_reason=precision_reason, jit=jit, data_dir=data_dir, label_space=label_space,
-               splits=splits, loss_networks=loss_networks, steps_per_epoch=steps_per_epoch,
-               total_steps=total_steps, saved_config=saved)
+               splits=splits, loss_networks=loss_networks, total_steps=total_steps)

@@ -1,4 +1,4 @@
-r"""Converts a dataset on disk to sharded TFRecords with a dataset.json (DESIGN.md 2.1, 2.4).
+r"""Converts a dataset on disk to sharded TFRecords with a dataset.json (docs/architecture.md, "Data flow").
 
 Examples:
   python tools/build_tfrecords.py --format=cityscapes --src=/data/cityscapes \

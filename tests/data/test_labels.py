@@ -1,6 +1,6 @@
 """Tests for tfsynth.data.labels: label spaces and CRN's cityscapes35 -> cityscapes20 mapping.
 
-The oracle is the original CRN colour table (REFERENCE.md 1(e), from CRN's
+The oracle is the original CRN colour table (docs/papers.md 1(e), from CRN's
 datasets/cityscapes.json), written out here by hand in trainId order.
 """
 
@@ -13,7 +13,7 @@ from tfsynth.data import labels
 
 pytestmark = pytest.mark.unit
 
-# CRN's 19 train-class colours, trainId order (REFERENCE.md 1(e)).
+# CRN's 19 train-class colours, trainId order (docs/papers.md 1(e)).
 CRN_TRAIN_COLORS = [
     (128, 64, 128),   # 0 road
     (244, 35, 232),   # 1 sidewalk

@@ -1,4 +1,4 @@
-"""Tests for tfsynth.models.crn against the facts of REFERENCE.md section 1 (CRN)."""
+"""Tests for tfsynth.models.crn against the facts of docs/papers.md section 1 (CRN)."""
 
 import functools
 
@@ -15,7 +15,7 @@ from tfsynth.models.crn import CRN, ChannelMajorImages, CRNConfig, build_generat
 
 pytestmark = pytest.mark.family("crn")
 
-# REFERENCE 1(b): module width per height, and conv1 input channels (20 label channels included).
+# docs/papers.md 1(b): module width per height, and conv1 input channels (20 label channels included).
 PAPER_WIDTHS = {4: 1024, 8: 1024, 16: 1024, 32: 1024, 64: 1024, 128: 512, 256: 512, 512: 128,
                 1024: 32}
 PAPER_CONV1_INPUTS = {4: 20, 8: 1044, 16: 1044, 32: 1044, 64: 1044, 128: 1044, 256: 532,

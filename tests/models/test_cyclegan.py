@@ -1,4 +1,4 @@
-"""Tests for tfsynth.models.cyclegan against the facts of REFERENCE.md section 6 (CycleGAN)."""
+"""Tests for tfsynth.models.cyclegan against the facts of docs/papers.md section 6 (CycleGAN)."""
 
 import functools
 

@@ -1,4 +1,4 @@
-"""Tests for tfsynth.models.fastgan, tfsynth.diffaugment and FastGAN's losses against REFERENCE.md
+"""Tests for tfsynth.models.fastgan, tfsynth.diffaugment and FastGAN's losses against docs/papers.md
 section 5 (FastGAN). Parameter counts, resume and export parity are the contract test's."""
 
 import functools
@@ -139,7 +139,7 @@ def test_decoder_reconstructs_the_small_image_size_from_8x8():
     decoder = build_decoder(12, 32, 4, "decoder")
     out = decoder(tf.random.normal([2, 8, 8, 12]))
     assert out.shape == (2, 32, 32, 3) and float(tf.reduce_max(tf.abs(out))) <= 1.0
-    paper = build_decoder(512, 128, 32, "paper")  # decoder_big, REFERENCE 5(g)
+    paper = build_decoder(512, 128, 32, "paper")  # decoder_big, docs/papers.md 5(g)
     assert sum(int(np.prod(w.shape)) for w in paper.trainable_weights) == 1_439_712
 
 

@@ -1,4 +1,4 @@
-"""Tests for tfsynth.models.pix2pix against the facts of REFERENCE.md section 2 (pix2pix)."""
+"""Tests for tfsynth.models.pix2pix against the facts of docs/papers.md section 2 (pix2pix)."""
 
 import functools
 
@@ -60,7 +60,7 @@ def producer(tensor):
 # ------------------------------------------------------------------------- architecture
 
 def test_paper_parameter_counts(paper_model):
-    # REFERENCE 2(g): unet_256 with batch norm, and the 6-channel 70x70 PatchGAN.
+    # docs/papers.md 2(g): unet_256 with batch norm, and the 6-channel 70x70 PatchGAN.
     assert paper_model.parameter_counts() == {"generator": 54_413_955, "discriminator": 2_768_705}
     unet_128 = build_generator(Pix2PixConfig(generator="unet_128", crop_size=128))
     assert sum(int(np.prod(w.shape)) for w in unet_128.trainable_weights) == 41_828_995

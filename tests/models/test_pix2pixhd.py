@@ -1,4 +1,4 @@
-"""Tests for tfsynth.models.pix2pixhd against the facts of REFERENCE.md section 3 (pix2pixHD)."""
+"""Tests for tfsynth.models.pix2pixhd against the facts of docs/papers.md section 3 (pix2pixHD)."""
 
 import functools
 

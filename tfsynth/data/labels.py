@@ -1,6 +1,6 @@
 """Label spaces and the one function that maps between them.
 
-Two spaces matter for Cityscapes (DESIGN.md section 2.5):
+Two spaces matter for Cityscapes:
 
 * ``cityscapes35``: the official labelIds 0..33, plus 34 for *license plate* (whose official id
   is -1), as pix2pixHD and SPADE consume them. Datasets store this space.

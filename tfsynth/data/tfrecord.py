@@ -1,4 +1,4 @@
-"""The TFRecord schema (DESIGN.md section 2.4): encoding, sharded writing, parsing.
+"""The TFRecord schema: encoding, sharded writing, parsing.
 
 One ``tf.train.Example`` per example, in shards ``<split>-00000-of-000NN.tfrecord`` with a
 ``dataset.json`` beside them. Images are stored encoded (PNG or JPEG); label maps as 8-bit PNG

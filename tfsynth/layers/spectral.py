@@ -2,7 +2,7 @@
 
 FastGAN (and SPADE) wrap every convolution in spectral norm (Miyato et al. 2018). Keras'
 ``SpectralNormalization`` writes ``W / sigma`` back into the trainable kernel, so the
-optimizer steps the normalised kernel and no gradient flows through sigma (TF_NOTES Q3). The
+optimizer steps the normalised kernel and no gradient flows through sigma (docs/tensorflow-notes.md Q3). The
 reference keeps the raw weight as the parameter and normalises it in the forward pass, with
 the gradient through sigma(W); this layer does the same:
 

@@ -3,7 +3,7 @@
 The label-to-image papers judge realism by running a fixed, pre-trained segmentation network on
 the synthesized images and scoring its predictions against the input label maps:
 
-* pix2pix and CycleGAN (REFERENCE.md 2(f), 6(f)): FCN-8s, per-pixel accuracy / per-class
+* pix2pix and CycleGAN (docs/papers.md 2(f), 6(f)): FCN-8s, per-pixel accuracy / per-class
   accuracy / class IoU over the 19 Cityscapes train classes. The 256x256 outputs are upsampled
   to the 1024x2048 label size before the network runs.
 * pix2pixHD (3(f)): PSPNet, pixel accuracy / mean IoU, plus the same scores on real images

@@ -293,7 +293,7 @@ class SynthesisModel(GradientEngine, keras.Model):
         Returns the loss networks by name (for the start-up summary).
 
         Lazily built optimizers break under MirroredStrategy and lose their state on restore
-        (TF_NOTES Q1, Q6), so this runs inside the strategy scope before the first step.
+        (docs/tensorflow-notes.md Q1, Q6), so this runs inside the strategy scope before the first step.
         """
         self.training_seed.assign(seed)
         loss_networks = self._loss_networks = self.build_loss_networks()

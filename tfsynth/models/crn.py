@@ -5,7 +5,7 @@ to the output resolution, with no adversary: the generator regresses VGG-19 feat
 real photo. The 256p model renders K=9 images at once and is trained with the diversity loss,
 which charges each semantic class only to the output that renders it best.
 
-Faithful to the authors' TF1 code (REFERENCE.md section 1): module widths per height, 3x3 convs
+Faithful to the authors' TF1 code (docs/papers.md section 1): module widths per height, 3x3 convs
 without bias followed by TF1 slim layer norm and lrelu(0.2), bilinear upsampling with aligned
 corners, an area-downsampled label pyramid, a linear 1x1 output conv mapped to the 0..255 scale
 with channel-major regrouping of the K images, and the masked six-term VGG loss.

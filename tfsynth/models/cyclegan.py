@@ -16,7 +16,7 @@ pairs, the objective ties the two directions together (Sec. 3):
   not only from the latest generator.
 
 Every step updates G_A and G_B together with one Adam (the discriminators fixed), then D_A and D_B
-with another, on the fakes of that step's forward pass (REFERENCE.md section 6). The networks are
+with another, on the fakes of that step's forward pass (docs/papers.md section 6). The networks are
 the authors' code's defaults: a ResNet generator (Johnson et al. 2016) with instance norm, 9
 residual blocks at 256x256 (6 at 128x128), and the 3-channel 70x70 PatchGAN.
 

@@ -2,7 +2,7 @@
 (Liu, Zhu, Song & Elgammal, ICLR 2021, arXiv:2101.04775).
 
 Unconditional generation from 100 to 1000 images at 256x256 to 1024x1024, trained in hours
-(REFERENCE.md section 5):
+(docs/papers.md section 5):
 
 * **Skip-layer excitation** (SLE, Sec. 3.1): the generator's low-resolution features gate the
   channels of its high-resolution ones (64 <- 4, 128 <- 8, 256 <- 16, 512 <- 32), a cheap

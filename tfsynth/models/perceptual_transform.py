@@ -2,7 +2,7 @@
 ECCV 2016, arXiv:1603.08155).
 
 A feed-forward image transformation network is trained with losses measured by a frozen VGG-16
-instead of pixel differences (REFERENCE.md section 4):
+instead of pixel differences (docs/papers.md section 4):
 
 * **Style transfer** (Sec. 4.1): ``c9s1-32, d64, d128, R128x5, u64, u32, c9s1-3`` maps a content
   photo to the same photo painted in one style. The loss is the feature reconstruction loss

@@ -7,7 +7,7 @@ the pair (x, y) as real or fake. The objective is the conditional GAN loss plus 
 
     G* = arg min_G max_D  L_cGAN(G, D) + lambda * E |y - G(x)|_1,   lambda = 100.
 
-Faithful to the authors' PyTorch code (REFERENCE.md section 2), with the dropout placement of
+Faithful to the authors' PyTorch code (docs/papers.md section 2), with the dropout placement of
 the paper and the Lua code by default: 4x4 stride-2 convolutions, batch norm without conv bias,
 LeakyReLU(0.2) encoder, ReLU decoder, skips that carry the *activated* encoder features,
 concatenated [encoder, decoder]; N(0, 0.02) weights and N(1, 0.02) batch-norm gammas; D updated
@@ -165,7 +165,7 @@ class SeededDropout(keras.layers.Layer):
     pix2pix runs G's forward pass twice per step here (once for D's update, once for G's),
     and both must drop the same units, as PyTorch's single forward does. The mask is drawn
     with stateless philox from the step's seed folded with this layer's ``salt``; it is also
-    fast under XLA, where Keras ``Dropout`` is 24-75x slower on CPU (TF_NOTES Q2).
+    fast under XLA, where Keras ``Dropout`` is 24-75x slower on CPU (docs/tensorflow-notes.md Q2).
     """
 
     def __init__(self, rate: float, salt: int, **kwargs):

@@ -1,7 +1,7 @@
 """pix2pixHD: High-Resolution Image Synthesis and Semantic Manipulation with Conditional GANs
 (Wang, Liu, Zhu, Tao, Kautz & Catanzaro, CVPR 2018, arXiv:1711.11585).
 
-pix2pix evolved for 2048x1024 label maps (REFERENCE.md section 3):
+pix2pix evolved for 2048x1024 label maps (docs/papers.md section 3):
 
 * **Coarse-to-fine generator** (Sec. 3.2). The global generator G1 (c7s1-64, d128 .. d1024,
   9 residual blocks, u512 .. u64, c7s1-3) works at 1024x512. The local enhancer G2 adds a
