@@ -54,8 +54,9 @@ def pytest_collection_modifyitems(config, items):
 
 def _group_for_workers(items) -> None:
     """``--dist loadgroup`` groups: a file's tests go to one worker, so its module fixtures are
-    built once, except that a file parametrised by family (the contract) is split by family, so
-    that one worker does not take every family's training while the other idles."""
+    built once, except that the tests of a file parametrised by ``family`` (the contract, resume,
+    several workers) are split by family, so that one worker does not take every family's
+    training while the other idles."""
     for item in items:
         callspec = getattr(item, "callspec", None)
         family = callspec.params.get("family") if callspec is not None else None

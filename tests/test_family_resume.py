@@ -48,8 +48,8 @@ def test_resume_after_kill_equals_the_uninterrupted_run(tmp_path, cache_dir):
     assert_same_state(checkpoint_state(tmp_path / "reference"), checkpoint_state(tmp_path / "resumed"))
 
 
-@pytest.mark.parametrize("name", [name for name in FAMILIES if name != "crn"])
-def test_a_resumed_run_equals_the_uninterrupted_run(name, tmp_path, cache_dir, capsys):
+@pytest.mark.parametrize("family", [name for name in FAMILIES if name != "crn"])
+def test_a_resumed_run_equals_the_uninterrupted_run(family, tmp_path, cache_dir, capsys):
     import tensorflow as tf
 
     from tfsynth import flags as tfsynth_flags
@@ -57,7 +57,7 @@ def test_a_resumed_run_equals_the_uninterrupted_run(name, tmp_path, cache_dir, c
 
     def train(model_dir):
         training.prepare(tfsynth_flags.parse_train_options([
-            f"--flagfile={smoke_flagfile(name)}", f"--model_dir={model_dir}", f"--train_steps={STEPS}",
+            f"--flagfile={smoke_flagfile(family)}", f"--model_dir={model_dir}", f"--train_steps={STEPS}",
             *STEP_FLAGS])).fit()
 
     train(tmp_path / "reference")
@@ -124,10 +124,10 @@ def test_hooks_survive_kill_across_the_switch_and_the_export_serves_their_state(
     assert np.abs(served.astype(int) - eager).max() <= 1
 
 
-@pytest.mark.parametrize("name", FAMILIES)
-def test_two_devices_train_exactly_as_one(name, cache_dir):
+@pytest.mark.parametrize("family", FAMILIES)
+def test_two_devices_train_exactly_as_one(family, cache_dir):
     script = os.path.join(REPO_ROOT, "tests", "distributed_check.py")
-    result = run_module(cache_dir, script, name, DISTRIBUTION_CHECK_HPARAMS.get(name, ""))
+    result = run_module(cache_dir, script, family, DISTRIBUTION_CHECK_HPARAMS.get(family, ""))
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["replicas"] == 2
     assert report["update_size"] > 1e-3  # the weights did move

@@ -50,9 +50,9 @@ def start_workers(cache_dir, flagfile, model_dir, log_dir):
     return workers
 
 
-@pytest.mark.parametrize("name", ["crn", "pix2pix"])
-def test_two_workers_resume_after_a_kill_and_train_as_one_process(name, tmp_path, cache_dir):
-    flagfile = smoke_flagfile(name)
+@pytest.mark.parametrize("family", ["crn", "pix2pix"])
+def test_two_workers_resume_after_a_kill_and_train_as_one_process(family, tmp_path, cache_dir):
+    flagfile = smoke_flagfile(family)
     model_dir = tmp_path / "two_workers"
 
     chief, other = start_workers(cache_dir, flagfile, model_dir, tmp_path)

@@ -117,7 +117,8 @@ def _definer(values):
 def define_runtime_flags(values):
     """Flags shared by train and bench."""
     define = _definer(values)
-    define.DEFINE_enum("model", "crn", sorted(registry.MODELS), "Model family to train.")
+    define.DEFINE_enum("model", None, sorted(registry.MODELS),
+                       "Model family to train; default: the resumed run's (its config.json), else crn.")
     define.DEFINE_string("model_dir", None, "Run directory: config.json, checkpoints/, logs/, samples/, export/.")
     define.DEFINE_string("train_data", "synthetic",
                          "TFRecord dataset directory (with dataset.json), or 'synthetic[:HxW[:N]]' for the "
@@ -172,6 +173,17 @@ def define_runtime_flags(values):
                        "is saved (the last good checkpoint is kept), or drop that step's update and go on "
                        "(counted in TensorBoard as train/skipped_steps; keeps a second copy of the weights "
                        "and optimizer state in memory).")
+
+
+@_once
+def define_import_flags(values):
+    """import_weights: train's flags (so a training flagfile gives what a checkpoint does not
+    record) and the checkpoint to read."""
+    from tfsynth.importing import formats
+
+    define_runtime_flags(values)
+    listing = "; ".join(f"{name}: {text}" for name, (_, text) in sorted(formats.FORMATS.items()))
+    _definer(values).DEFINE_string("from", None, f"FORMAT:PATH of the original's checkpoint. Formats: {listing}.")
 
 
 def parse_train_options(args: list[str]):

@@ -83,9 +83,8 @@ def write_config(model_dir: str, resolved: dict) -> None:
     write_json(os.path.join(model_dir, CONFIG_JSON), resolved)
 
 
-def check_resume_config(model_dir: str, model_name: str, config) -> dict | None:
-    """The ``config.json`` of the run being resumed (None for a new run); refuses a model_dir
-    that holds another model or other hyper-parameters."""
+def resumed_config(model_dir: str) -> dict | None:
+    """The ``config.json`` of the run in ``model_dir`` (None for a new run); refuses a damaged one."""
     path = os.path.join(model_dir, CONFIG_JSON)
     if not os.path.exists(path):
         return None
@@ -93,6 +92,15 @@ def check_resume_config(model_dir: str, model_name: str, config) -> dict | None:
     if not isinstance(saved, dict) or not isinstance(saved.get("hparams"), dict):
         raise RunDirError(f"{path}: damaged (no model and hparams in it), so the run cannot be "
                           "resumed safely; restore the file or use another --model_dir")
+    return saved
+
+
+def check_resume_config(saved: dict | None, model_dir: str, model_name: str, config) -> None:
+    """Refuses to resume the run ``saved`` (its ``config.json``) as another model or with other
+    hyper-parameters."""
+    if saved is None:
+        return
+    path = os.path.join(model_dir, CONFIG_JSON)
     if saved.get("model") != model_name:
         raise RunDirError(f"{path}: this model_dir holds a {saved.get('model')!r} model, not "
                           f"{model_name!r}; use another --model_dir")
@@ -103,7 +111,6 @@ def check_resume_config(model_dir: str, model_name: str, config) -> dict | None:
         detail = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
         raise RunDirError(f"{path}: hyper-parameters differ from the run being resumed ({detail}); "
                           "rerun with the same flags or use another --model_dir")
-    return saved
 
 
 def check_resume_data(saved: dict | None, model_dir: str, *, train_data: str, data_dir: str,
@@ -317,6 +324,19 @@ def restore_newest(checkpoint, paths: list[str], *, partial: bool = False, log=N
             log(f"skipped checkpoint {path}: it does not restore ({reason[:300]})")
     raise RunDirError("no checkpoint restores: " + "; ".join(failures) +
                       ". Move the checkpoints folder away to start over")
+
+
+def holds_training_state(path: str) -> bool:
+    """Whether checkpoint ``path`` holds a training run's state (its data position), rather than
+    networks alone (what ``tfsynth.import_weights`` writes). A checkpoint that cannot be read
+    counts as a run's: restoring it reports (and skips) it."""
+    import tensorflow as tf
+
+    try:
+        names = tf.train.load_checkpoint(path).get_variable_to_shape_map()
+    except (tf.errors.OpError, ValueError):
+        return True
+    return any(name.startswith("data/") for name in names)
 
 
 def load_model(model_dir: str, purpose: str = "serving", flag: str = "--model_dir"):

@@ -49,7 +49,8 @@ class TrainOptions:
     help); ``runtime`` ones are recorded in ``config.json``.
     """
 
-    model: str
+    #: The family; None: the resumed run's (``config.json``), else :data:`DEFAULT_MODEL`.
+    model: str | None = None
     model_dir: str | None = None
     train_data: str = "synthetic"
     eval_data: str | None = None
@@ -89,9 +90,21 @@ class TrainOptions:
 
 # ---------------------------------------------------------------------------- configuration
 
-def model_config(options: TrainOptions):
-    """The family's config from its defaults, every ``hparams`` entry (left to right, later keys
-    win) and ``vgg_weights``."""
+#: The family trained when neither ``--model`` nor a resumed run names one: the flagship.
+DEFAULT_MODEL = "crn"
+
+
+def with_resumed_model(options: TrainOptions, resumed: dict | None) -> TrainOptions:
+    """``options`` with the family named: ``--model``, else the resumed run's, else the default."""
+    if options.model:
+        return options
+    return dataclasses.replace(options, model=(resumed or {}).get("model") or DEFAULT_MODEL)
+
+
+def model_config(options: TrainOptions, resumed: dict | None = None):
+    """The family's config from its defaults, the resumed run's hyper-parameters (when it is the
+    same family: a run resumes with its own unless flags change them, which is then refused),
+    every ``hparams`` entry (left to right, later keys win) and ``vgg_weights``."""
     spec = registry.get(options.model)
     model_class = spec.load()
     overrides = config_lib.parse_hparams(list(options.hparams))
@@ -99,7 +112,8 @@ def model_config(options: TrainOptions):
         if "vgg_weights" not in {f.name for f in dataclasses.fields(model_class.config_class)}:
             raise TrainingError(f"--vgg_weights: model {spec.name} has no perceptual network")
         overrides["vgg_weights"] = options.vgg_weights
-    return config_lib.build_config(model_class.config_class, overrides)
+    base = resumed["hparams"] if resumed and resumed.get("model") == spec.name else None
+    return config_lib.build_config(model_class.config_class, overrides, base=base)
 
 
 def build_model(spec, config, label_space: str = "cityscapes35"):
@@ -139,8 +153,10 @@ def hparam_rows(config) -> list[tuple[str, str]]:
 
 def describe(options: TrainOptions) -> None:
     """``--dry_run``: builds the networks and prints their parameter counts, reading no data."""
+    resumed = run_dir.resumed_config(options.model_dir) if options.model_dir else None
+    options = with_resumed_model(options, resumed)
     spec = registry.get(options.model)
-    config = model_config(options)
+    config = model_config(options, resumed)
     model = build_model(spec, config)
     print_summary(f"{spec.name}: {spec.summary}", network_rows(model) + hparam_rows(config))
 
@@ -295,6 +311,8 @@ class Run:
     splits: dict
     loss_networks: dict
     total_steps: int | None
+    #: The ``config.json`` of the run resumed (None: a new run).
+    resumed: dict | None = None
     #: The checkpoint ``fit`` saved or restored last (what an export after it holds).
     last_checkpoint: str | None = None
 
@@ -426,7 +444,15 @@ class Run:
         Returns:
           (what was done, for the log; the checkpoint restored or None).
         """
+        import tensorflow as tf
+
         if manager.checkpoints:
+            if not run_dir.holds_training_state(manager.checkpoints[-1]):
+                # An import (tfsynth.import_weights): networks only; optimizers and data start afresh.
+                networks = tf.train.Checkpoint(step=checkpoint.step, **self.model.networks,
+                                               **self.model.extra_state())
+                path = run_dir.restore_newest(networks, manager.checkpoints[-1:], log=_say)
+                return f"started from the imported weights {path}", path
             path = run_dir.restore_newest(checkpoint, manager.checkpoints, log=_say)
             return f"resumed from {path}", path
         if run_dir.checkpoint_files(manager.chief.directory):  # never start over on top of them
@@ -456,6 +482,7 @@ class Run:
                      "shards": {split.name: len(split.files) for split in splits},
                      "shard_bytes": {split.name: run_dir.shard_bytes(split.files) for split in splits},
                      "label_space": self.label_space},
+            **{key: self.resumed[key] for key in ("imported",) if key in (self.resumed or {})},
         })
 
     def _print_start(self, origin: str) -> None:
@@ -484,15 +511,17 @@ def prepare(options: TrainOptions) -> Run:
     import keras
     import tensorflow as tf
 
-    spec = registry.get(options.model)
     model_dir = options.model_dir
     if model_dir and os.path.exists(model_dir) and not os.path.isdir(model_dir):
         raise TrainingError(f"--model_dir={model_dir} is a file, not a run directory")
-    config = model_config(options)
+    saved = run_dir.resumed_config(model_dir) if model_dir else None
+    options = with_resumed_model(options, saved)
+    spec = registry.get(options.model)
+    config = model_config(options, saved)
     if options.recompute and not spec.load().recomputes:
         raise TrainingError(f"--recompute: {spec.name} has no network it can recompute (its dropout masks or "
                             "batch statistics would change when run again)")
-    saved = run_dir.check_resume_config(model_dir, spec.name, config) if model_dir else None
+    run_dir.check_resume_config(saved, model_dir, spec.name, config)
     strategy = distribute.make_strategy(options.strategy, options.cpu_devices)
     if options.global_batch_size % strategy.num_replicas_in_sync:
         raise TrainingError(f"--global_batch_size={options.global_batch_size} must be divisible "
@@ -526,4 +555,4 @@ def prepare(options: TrainOptions) -> Run:
             model.enable_recompute()
     return Run(options=options, spec=spec, config=config, model=model, strategy=strategy, precision=precision,
                precision_reason=precision_reason, jit=jit, data_dir=data_dir, label_space=label_space,
-               splits=splits, loss_networks=loss_networks, total_steps=total_steps)
+               splits=splits, loss_networks=loss_networks, total_steps=total_steps, resumed=saved)

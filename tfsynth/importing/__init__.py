@@ -1,0 +1,1 @@
+"""Reading the original codebases' checkpoints into tfsynth runs."""
