@@ -16,6 +16,10 @@ from PIL import Image
 from cli_support import REPO_ROOT, cli_env
 from studio_support import saved_model_flag
 
+#: The studio answers loopback host names only, and JSON POSTs only.
+LOCAL = "http://localhost"
+JSON = {"content-type": "application/json"}
+
 
 @pytest.fixture(scope="module")
 def studio(studio_exports):
@@ -26,7 +30,7 @@ def studio(studio_exports):
 
     models = exports.load_models(saved_model_flag(studio_exports))
     local = serving.LocalServing({model.name: model.path for model in models})
-    with TestClient(server.create_app(models, local)) as client:
+    with TestClient(base_url=LOCAL, app=server.create_app(models, local)) as client:
         yield client, models, local
 
 
@@ -164,6 +168,9 @@ BAD_PREDICTS = [
     ("crn", {"signature_name": "predict_png", "instances": [{"b64": base64.b64encode(b"GIF89a").decode()}]},
      400, ""),
     ("nope", {"instances": [[[1]]]}, 404, "Servable not found"),
+    ("crn", {"signature_name": ["serving_default"], "instances": [[[1]]]}, 400, "must be a string"),
+    ("crn", b"[" * 200_000 + b"]" * 200_000, 400, "nested too deeply"),
+    ("crn", {"instances": [{"label": [[7] * 1100] * 2048}] * 2}, 413, "4505600 pixels"),
 ]
 
 
@@ -172,12 +179,12 @@ BAD_PREDICTS = [
 @pytest.mark.slow
 def test_bad_predict_bodies_are_refused_with_a_message(client, model, body, status, words):
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    assert_error(client.post(f"/v1/models/{model}:predict", content=content), status, words)
+    assert_error(client.post(f"/v1/models/{model}:predict", content=content, headers=JSON), status, words)
 
 
 @pytest.mark.slow
 def test_the_server_keeps_serving_after_refusals(client):
-    client.post("/v1/models/crn:predict", content=b"{")
+    client.post("/v1/models/crn:predict", content=b"{", headers=JSON)
     label, _ = street()
     assert client.post("/v1/models/crn:predict", json={"instances": [{"label": label.tolist()}]}).status_code == 200
 
@@ -219,7 +226,7 @@ def test_uploads_are_checked_and_resized_to_the_canvas(client):
     ]
     for body, status, words in bad:
         assert_error(client.post("/studio/v1/scenes/upload", json=body), status, words)
-    assert_error(client.post("/studio/v1/scenes/upload", content=b"\x89PNG"), 400, "malformed JSON")
+    assert_error(client.post("/studio/v1/scenes/upload", content=b"\x89PNG", headers=JSON), 400, "malformed JSON")
 
 
 @pytest.mark.slow
@@ -248,7 +255,7 @@ def test_examples_from_a_tfrecord_dataset(studio):
     examples = scenes.Examples(scenes.example_files(data_dir, "val", "cityscapes35"))
     with pytest.raises(ValueError, match="cityscapes35 label maps; the exports take cityscapes20"):
         scenes.example_files(data_dir, "val", "cityscapes20")
-    with TestClient(server.create_app(models, local, examples)) as client:
+    with TestClient(base_url=LOCAL, app=server.create_app(models, local, examples)) as client:
         keys = client.get("/studio/v1/config").json()["examples"]
         assert len(keys) == 2 and keys[0].startswith("synthetic")
         scene = client.get("/studio/v1/scenes/examples/1").json()
@@ -268,19 +275,19 @@ def test_forwarding_to_tf_serving_passes_calls_and_answers_through(studio):
     from tfsynth.studio import serving, server
 
     local_client, models, local = studio
-    tf_serving = httpx.ASGITransport(app=server.create_app(models, local))
+    tf_serving = httpx.ASGITransport(app=server.create_app(models, local, limits=server.Limits(allowed_hosts=("tfserving",))))
     forwarding = serving.ForwardedServing("http://tfserving:8501/", transport=tf_serving)
     label, _ = street()
     body = {"instances": [{"label": label.tolist()}]}
-    with TestClient(server.create_app(models, forwarding)) as client:
+    with TestClient(base_url=LOCAL, app=server.create_app(models, forwarding)) as client:
         assert client.get("/studio/v1/config").json()["serving"] == "http://tfserving:8501"
         assert client.get("/v1/models/crn/metadata").json() == local_client.get("/v1/models/crn/metadata").json()
         assert client.get("/v1/models/crn").json()["model_version_status"][0]["state"] == "AVAILABLE"
         assert client.post("/v1/models/crn:predict", json=body).json() == \
             local_client.post("/v1/models/crn:predict", json=body).json()
-        assert_error(client.post("/v1/models/crn:predict", content=b"{"), 400, "malformed JSON")
+        assert_error(client.post("/v1/models/crn:predict", content=b"{", headers=JSON), 400, "malformed JSON")
     unreachable = serving.ForwardedServing("http://127.0.0.1:9")
-    with TestClient(server.create_app(models, unreachable)) as client:
+    with TestClient(base_url=LOCAL, app=server.create_app(models, unreachable)) as client:
         assert_error(client.post("/v1/models/crn:predict", json=body), 502, "did not answer")
 
 

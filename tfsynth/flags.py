@@ -287,5 +287,10 @@ def define_studio_flags(values):
                          "(0.0.0.0 serves every network the machine is on).")
     define.DEFINE_integer("port", 8080, "Port to listen on (0: any free port; the URL is printed).",
                           lower_bound=0, upper_bound=65535)
+    define.DEFINE_float("body_timeout", 60.0, "Seconds a client has to send a request body; a slower (or "
+                        "stalled) upload is answered 408 and its connection closed.", lower_bound=0.1)
+    define.DEFINE_list("allowed_hosts", [], "Host names the studio answers besides localhost, 127.0.0.1 and "
+                       "::1 (the names a browser elsewhere uses for this machine with --host=0.0.0.0); '*' answers "
+                       "any, which lets any web page you visit drive the studio.")
     define.DEFINE_string("serving_url", None, "TF Serving's REST address (e.g. http://localhost:8501): the "
                          "studio forwards the page's model calls there instead of loading the exports.")

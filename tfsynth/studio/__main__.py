@@ -13,6 +13,9 @@ from tfsynth import run_dir
 from tfsynth.data import tfrecord
 from tfsynth.studio import exports, scenes
 
+#: Connections (and requests in progress) the server keeps at once.
+STUDIO_CONNECTIONS = 64
+
 
 def main(argv):
     del argv
@@ -29,6 +32,7 @@ def main(argv):
         listener = socket.socket(socket.AF_INET6 if ":" in values.host else socket.AF_INET)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((values.host, values.port))
+        listener.listen(STUDIO_CONNECTIONS)  # connections queue from here on, while the models load
     except (exports.StudioError, run_dir.RunDirError) as error:
         sys.exit(f"error: {error}")
     except tfrecord.DataError as error:
@@ -44,13 +48,17 @@ def main(argv):
     if values.serving_url:
         backend = serving.ForwardedServing(values.serving_url)
     else:
-        backend = serving.LocalServing({model.name: model.path for model in models})
-    app = server.create_app(models, backend, examples)
+        max_size = min(model.info["max_size"] for model in models)
+        backend = serving.LocalServing({model.name: model.path for model in models}, max_pixels=max_size**2)
+    limits = server.Limits(allowed_hosts=tuple(values.allowed_hosts or ()), body_timeout=values.body_timeout)
+    app = server.create_app(models, backend, examples, limits)
     host, port = listener.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"tfsynth studio: http://{shown}:{port}/ ({len(models)} model(s): "
           f"{', '.join(m.name for m in models)}; ready in {time.time() - start:.1f} s; Ctrl-C stops it)", flush=True)
-    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[listener])
+    # Connections beyond limit_concurrency are answered 503 at once; idle keep-alive ones close.
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", limit_concurrency=STUDIO_CONNECTIONS,
+                                  timeout_keep_alive=5)).run(sockets=[listener])
 
 
 def run():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import os
 import re
 
@@ -20,7 +21,10 @@ import numpy as np
 
 #: The largest request body accepted (bytes): a 2048x2048 label, instance and cluster map as JSON
 #: lists is about 60 MB.
-MAX_BODY_BYTES = 128 * 1024 * 1024
+MAX_BODY_BYTES = 64 * 1024 * 1024
+#: The most pixels (batch x height x width, per input) one predict request may ask for, unless
+#: the backend is told otherwise: one image at the exports' default max_size of 2048.
+MAX_PIXELS = 2048 * 2048
 
 
 class ServingError(Exception):
@@ -39,6 +43,8 @@ def parse_json(body: bytes):
         return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ServingError(400, f"malformed JSON in the request body: {error}") from None
+    except RecursionError:
+        raise ServingError(400, "the request body's JSON is nested too deeply") from None
 
 
 def dump_json(data) -> bytes:
@@ -105,13 +111,36 @@ def _named(values: dict, specs: dict, signature: str) -> dict:
     return values
 
 
-def request_inputs(request, specs: dict, signature: str) -> tuple[dict, bool]:
+def nested_shape(value) -> list[int]:
+    """The shape nested lists claim along their first elements (what an array of them would
+    have, if they are regular), without building the array."""
+    shape = []
+    while isinstance(value, list):
+        shape.append(len(value))
+        value = value[0] if value else None
+    return shape
+
+
+def check_pixels(columns: dict, max_pixels: int) -> None:
+    """Refuses (413) a request whose inputs hold more than ``max_pixels`` pixels (batch x height
+    x width) each, before any array is built or any model runs."""
+    for name, value in columns.items():
+        shape = nested_shape(value)
+        pixels = math.prod(shape[:3]) if len(shape) >= 3 else 0
+        if pixels > max_pixels:
+            raise ServingError(413, f"input {name!r}: {' x '.join(map(str, shape[:3]))} = {pixels} pixels in one "
+                                    f"request; this studio renders at most {max_pixels} per request: send fewer "
+                                    "or smaller images per request")
+
+
+def request_inputs(request, specs: dict, signature: str, max_pixels: int = MAX_PIXELS) -> tuple[dict, bool]:
     """A predict body -> ({input name: array}, whether it used the row format).
 
     Args:
       request: the parsed JSON body (an object).
       specs: input name -> (numpy dtype, shape with None for any size) of the signature.
       signature: its name, for messages.
+      max_pixels: the most pixels an input may hold (batch x height x width).
     """
     if ("instances" in request) == ("inputs" in request):
         raise ServingError(400, 'give exactly one of "instances" (row format) and "inputs" (columnar format)')
@@ -127,9 +156,11 @@ def request_inputs(request, specs: dict, signature: str) -> tuple[dict, bool]:
             columns = _named(_sole_input(rows, specs, signature), specs, signature)
         else:
             raise ServingError(400, "instances must all name their inputs, or all be bare values")
+        check_pixels(columns, max_pixels)
         return {name: to_array(name, value, *specs[name]) for name, value in columns.items()}, True
     given = request["inputs"]
     columns = _named(given if _is_named(given, specs) else _sole_input(given, specs, signature), specs, signature)
+    check_pixels(columns, max_pixels)
     return {name: to_array(name, value, *specs[name]) for name, value in columns.items()}, False
 
 
@@ -181,13 +212,15 @@ def op_error_message(error) -> str:
 # ----------------------------------------------------------------------------------- backends
 
 class LocalServing:
-    """The exports, loaded in this process, answering TF Serving's REST calls."""
+    """The exports, loaded in this process, answering TF Serving's REST calls, each predict
+    request holding at most ``max_pixels`` pixels per input."""
 
-    def __init__(self, exports: dict[str, str]):
+    def __init__(self, exports: dict[str, str], max_pixels: int = MAX_PIXELS):
         import tensorflow as tf
 
         self._loaded = {name: tf.saved_model.load(path) for name, path in exports.items()}
         self._paths = dict(exports)
+        self.max_pixels = max_pixels
 
     def _model(self, name: str):
         if name not in self._loaded:
@@ -225,6 +258,8 @@ class LocalServing:
         if not isinstance(request, dict):
             raise ServingError(400, 'the body must be a JSON object: {"signature_name": ..., "instances": [...]}')
         signature = request.get("signature_name") or "serving_default"
+        if not isinstance(signature, str):
+            raise ServingError(400, f'"signature_name" must be a string, got {type(signature).__name__}')
         if signature not in signatures:
             raise ServingError(400, f"Serving signature name: \"{signature}\" not found in signature def; "
                                f"this model serves {', '.join(sorted(signatures))}")
@@ -232,7 +267,7 @@ class LocalServing:
         specs = {key: (np.dtype(spec.dtype.as_numpy_dtype) if spec.dtype != tf.string else np.dtype(object),
                        spec.shape.as_list())
                  for key, spec in function.structured_input_signature[1].items()}
-        inputs, row_format = request_inputs(request, specs, signature)
+        inputs, row_format = request_inputs(request, specs, signature, self.max_pixels)
         try:
             outputs = function(**{key: tf.constant(value) for key, value in inputs.items()})
         except (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError) as error:
