@@ -11,13 +11,14 @@ def fixture(*parts: str) -> str:
     return os.path.join(FIXTURES, *parts)
 
 
-def import_original(format_name: str, path: str, model_dir, *hparams: str) -> str:
-    """Imports ``path`` into ``model_dir`` as ``tfsynth.import_weights`` does; returns the export."""
+def import_original(format_name: str, path: str, model_dir, *hparams: str, export: bool = True) -> str:
+    """Imports ``path`` into ``model_dir`` as ``tfsynth.import_weights`` does; returns the export
+    (written only with ``export``: the fast tier checks networks, the slow one what is served)."""
     from tfsynth import flags as tfsynth_flags
     from tfsynth.import_weights import import_run
 
     options = tfsynth_flags.parse_train_options([f"--hparams={text}" for text in hparams])
-    return import_run(format_name, path, str(model_dir), options.__class__(**{**options.__dict__, "model": None}))
+    return import_run(format_name, path, str(model_dir), options, export=export)
 
 
 def serve(export_path: str, signature: str = "serving_default", **inputs) -> dict:

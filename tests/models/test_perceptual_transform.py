@@ -56,6 +56,23 @@ def test_super_resolution_output_is_exactly_scale_times_larger(scale):
 
 
 @pytest.mark.unit
+def test_pytorch_examples_variant_pads_every_convolution_so_only_its_9x9_limits_the_size():
+    """TransformerNet: the paper's parameter count; its largest reflection is the 9x9's 4
+    pixels, so inputs from 5 pixels on pass (the Johnson layout needs 41) and small crops are
+    valid; it is only ever instance norm."""
+    pt = _configs()
+    model = pt.StyleTransfer(pt.StyleTransferConfig(architecture="pytorch_examples", norm="instance", crop_size=8))
+    assert _count(model.generator) == 1_679_235
+    assert model.minimum_input_size == 5
+    assert model.generator(np.zeros((1, 8, 12, 3), np.float32)).shape == (1, 8, 12, 3)
+    assert model.generator(np.zeros((1, 5, 6, 3), np.float32)).shape == (1, 8, 8, 3)  # 4 ceil(side / 4)
+    with pytest.raises(ValueError, match="set norm=instance"):
+        pt.StyleTransferConfig(architecture="pytorch_examples")
+    with pytest.raises(ValueError, match="architecture must be one of johnson, pytorch_examples"):
+        pt.StyleTransferConfig(architecture="torch")
+
+
+@pytest.mark.unit
 def test_reflection_pad_is_what_the_unpadded_residual_blocks_remove():
     pt = _configs()
     assert pt.reflection_pad(5, 2) == 40  # the paper's 40-pixel reflection padding at 256x256

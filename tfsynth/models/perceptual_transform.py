@@ -24,9 +24,10 @@ Choices, and why:
   zero padding away from the residual blocks, whose borders then hold reflected image content,
   and gives the paper's networks exactly. (The PyTorch example's reflection padding of k // 2
   before every convolution has the same parameter count but another receptive field at the
-  border.) The output is as large as the input for every height and width that are multiples
-  of 4 (the two stride-2 stages), e.g. 256x256 and 200x300; the input must exceed the pad (41
-  pixels for the style net), which the export checks.
+  border; it is ``architecture=pytorch_examples``, below.) The output is as large as the
+  input for every height and width that are multiples of 4 (the two stride-2 stages), e.g.
+  256x256 and 200x300; the input must exceed the pad (41 pixels for the style net), which the
+  export checks.
 * **Output scale: the original's tanh x 150 in VGG space.** Inputs enter with the ImageNet mean
   subtracted (the VGG's own preprocessing, RGB on 0..255), and the output is ``150 tanh(x)``
   plus that mean: 0..255 RGB with room to saturate (mean +- 150 covers every value), so the
@@ -37,6 +38,12 @@ Choices, and why:
   reference's: 1,679,235 (style), 401,859 (x4), 438,915 (x8).
 * **Loss weights: the reference trainer's** (content 1, style 5, TV 1e-6; the paper cross-
   validates TV in 1e-6 .. 1e-4 per style), with each loss a mean as the Torch code computes it.
+* **pytorch/examples' TransformerNet as an option** (``architecture=pytorch_examples``): the
+  same layers and parameter count with the PyTorch example's padding, upsampling and output
+  (see :class:`StyleTransferConfig`), so that the released models of pytorch/examples'
+  fast_neural_style (candy, mosaic, rain_princess, udnie) and networks trained with that code
+  run here as they were trained (``tfsynth.import_weights --from=fast_neural_style:PATH``) and
+  fine-tune with this family's losses.
 * **The style image** (``style_image``, resized so its shorter side is ``style_image_size`` as
   the reference trainer did) is copied into the run directory when training starts
   (``run_files``) and read from there afterwards; with no ``style_image`` a built-in
@@ -62,6 +69,8 @@ from tfsynth.perceptual import IMAGENET_MEAN_RGB
 from tfsynth.pixels import to_uint8
 
 NORMS = ("batch", "instance")
+#: The style network's layouts: the paper's (the original Torch code's) and pytorch/examples'.
+ARCHITECTURES = ("johnson", "pytorch_examples")
 #: The paper's VGG-16 layers (Sec. 4.1; relu3_3 is the reference trainer's content default).
 CONTENT_LAYER = "relu2_2"
 STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
@@ -81,6 +90,19 @@ class StyleTransferConfig:
       base_filters: filters of the first convolution (32; the later instance-norm models: 16).
       residual_blocks: R128 blocks (5).
       norm: "batch" (the paper) or "instance" (affine instance norm, the later models).
+      architecture: how the layers are padded, upsampled and scaled:
+        "johnson": the paper's network as the original Torch code builds it (one reflection
+        padding of the input, unpadded residual convolutions with centre-cropped identities,
+        zero-padded 9x9 and strided convolutions, transposed convolutions up, the output as
+        150 tanh(x) in VGG space).
+        "pytorch_examples": pytorch/examples' fast_neural_style ``TransformerNet``, the same
+        layers and 1,679,235 parameters: a reflection padding of kernel // 2 before every
+        convolution (the strided ones too), residual blocks that keep their size, nearest x2
+        upsampling then a 3x3 convolution in place of each transposed convolution, affine
+        instance norm (``norm=instance`` is required), and no tanh: 0..255 input pixels map to
+        0..255 output pixels, clipped only when written as an image. It runs that example's
+        released models (candy, mosaic, rain_princess, udnie) as they were trained; see
+        ``tfsynth.importing.fast_neural_style``.
       style_image: path of the style image; empty for the built-in brush-stroke painting.
       style_image_size: the style image is resized so its shorter side is this long (256, the
         reference trainer's ``-style_image_size``); 0 keeps its size.
@@ -94,6 +116,7 @@ class StyleTransferConfig:
     base_filters: int = 32
     residual_blocks: int = 5
     norm: str = "batch"
+    architecture: str = "johnson"
     style_image: str = ""
     style_image_size: int = 256
     content_layer: str = CONTENT_LAYER
@@ -107,13 +130,28 @@ class StyleTransferConfig:
     def __post_init__(self):
         config_lib.check_positive(self, "learning_rate")
         _check_architecture(self)
-        if self.crop_size % 4 or self.crop_size <= reflection_pad(self.residual_blocks, 2):
-            raise ValueError(f"crop_size must be a multiple of 4 above {reflection_pad(self.residual_blocks, 2)}"
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}")
+        if self.architecture == "pytorch_examples" and self.norm != "instance":
+            raise ValueError("architecture=pytorch_examples is TransformerNet, whose norms are affine instance "
+                             f"norms: set norm=instance (got norm={self.norm})")
+        if self.crop_size % 4 or self.crop_size <= self.input_padding:
+            raise ValueError(f"crop_size must be a multiple of 4 above {self.input_padding}"
                              f" (the input's reflection padding), got {self.crop_size}")
         if self.style_image_size < 0:
             raise ValueError("style_image_size must be >= 0")
         if not self.style_layers:
             raise ValueError("style_layers must name at least one VGG-16 layer")
+
+    @property
+    def input_padding(self) -> int:
+        """The widest reflection padding at the input's resolution, which an input side must
+        exceed: the Torch network's single padding of the input, or TransformerNet's 4 pixels
+        before its first 9x9 convolution (a side above 4 also leaves 2 or more rows for the
+        1-pixel reflections at half and quarter resolution)."""
+        if self.architecture == "pytorch_examples":
+            return 9 // 2
+        return reflection_pad(self.residual_blocks, 2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,7 +314,10 @@ def build_transform_network(base_filters: int, residual_blocks: int, norm: str, 
 
 
 def build_style_network(config: StyleTransferConfig) -> keras.Model:
-    """``c9s1-32, d64, d128, R128x5, u64, u32, c9s1-3`` (at the default width)."""
+    """``c9s1-32, d64, d128, R128x5, u64, u32, c9s1-3`` (at the default width), laid out as
+    ``config.architecture`` says."""
+    if config.architecture == "pytorch_examples":
+        return build_transformer_net(config.base_filters, config.residual_blocks, config.norm, "style_network")
     return build_transform_network(config.base_filters, config.residual_blocks, config.norm, 2, 2,
                                    "style_network")
 
@@ -285,6 +326,63 @@ def build_super_resolution_network(config: SuperResolutionConfig) -> keras.Model
     """``c9s1-64, R64x4, u64 x log2(scale), c9s1-3`` (at the default width)."""
     return build_transform_network(config.base_filters, config.residual_blocks, config.norm, 0,
                                    int(np.log2(config.scale)), f"super_resolution_x{config.scale}")
+
+
+# ------------------------------------------------------------ pytorch/examples' TransformerNet
+
+def reflected_conv(x, filters: int, kernel: int, name: str, strides: int = 1):
+    """The example's ConvLayer: reflection padding of kernel // 2, then an unpadded convolution.
+    (PyTorch's default initialisation of a convolution is Torch7's U(+-1/sqrt(fan_in)).)"""
+    x = ReflectionPadding2D(kernel // 2, name=f"{name}_pad")(x)
+    return _conv(x, filters, kernel, name, strides)
+
+
+def reflected_conv_block(x, filters: int, kernel: int, norm: str, name: str, strides: int = 1):
+    """ck and dk of the example: a reflection-padded convolution, norm, ReLU."""
+    return _norm_relu(reflected_conv(x, filters, kernel, name, strides), norm, name)
+
+
+def reflected_residual_block(x, norm: str, name: str):
+    """The example's Rk: two reflection-padded 3x3 convolutions (norm and ReLU after the first,
+    norm after the second) added to the identity, which keeps its size; no ReLU after the sum."""
+    filters = x.shape[-1]
+    y = reflected_conv_block(x, filters, 3, norm, f"{name}_conv1")
+    y = _norm(norm, f"{name}_conv2_norm")(reflected_conv(y, filters, 3, f"{name}_conv2"))
+    return keras.layers.Add(name=f"{name}_add")([x, y])
+
+
+def nearest_upsampling_block(x, filters: int, norm: str, name: str):
+    """The example's uk (UpsampleConvLayer, norm, ReLU): nearest-neighbour x2, each pixel
+    becoming a 2x2 block as ``F.interpolate(scale_factor=2)`` makes it, then a reflection-padded
+    3x3 convolution in place of the transposed one."""
+    x = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_upsample")(x)
+    return reflected_conv_block(x, filters, 3, norm, name)
+
+
+def build_transformer_net(base_filters: int, residual_blocks: int, norm: str, name: str) -> keras.Model:
+    """pytorch/examples' TransformerNet: 0..255 RGB [N, H, W, 3] -> 0..255 RGB [N, H', W', 3],
+    H' = 4 ceil(H / 4) (as large as the input for multiples of 4).
+
+    The style network's layers, each convolution reflection-padded by kernel // 2, upsampled
+    by :func:`nearest_upsampling_block`; named as :func:`build_transform_network` names them
+    (``initial``, ``down<k>``, ``res<k>_conv<j>``, ``up<k>``, ``output``, norms ``<name>_norm``).
+    """
+    images = keras.Input((None, None, 3), name="image")
+    x = reflected_conv_block(images, base_filters, 9, norm, "initial")
+    filters = base_filters
+    for index in (1, 2):
+        filters *= 2
+        x = reflected_conv_block(x, filters, 3, norm, f"down{index}", strides=2)
+    for index in range(1, residual_blocks + 1):
+        x = reflected_residual_block(x, norm, f"res{index}")
+    for index in (1, 2):
+        filters //= 2
+        x = nearest_upsampling_block(x, filters, norm, f"up{index}")
+    x = reflected_conv(x, 3, 9, "output")
+    # No tanh and no offset: the example's output is on the input's 0..255 scale as it stands
+    # (its stylize() clamps only when saving). In float32 under mixed precision, as above.
+    outputs = keras.layers.Activation("linear", dtype="float32", name="rgb")(x)
+    return keras.Model(images, outputs, name=name)
 
 
 # ------------------------------------------------------------------------------ style image
@@ -414,6 +512,11 @@ class StyleTransfer(_PerceptualTransform):
 
     def build_network(self):
         return build_style_network(self.config)
+
+    @property
+    def minimum_input_size(self) -> int:
+        """The smallest input side the architecture's reflection paddings accept."""
+        return self.config.input_padding + 1
 
     @property
     def size_multiple(self) -> int:
