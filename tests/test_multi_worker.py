@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -86,3 +87,43 @@ def test_two_workers_resume_after_a_kill_and_train_as_one_process(family, tmp_pa
     run_module(cache_dir, "tfsynth.train", f"--flagfile={flagfile}", f"--model_dir={reference}",
                "--strategy=mirrored", "--cpu_devices=2", "--export=false", *STEPS)
     assert_same_state(checkpoint_state(reference), checkpoint_state(model_dir))
+
+
+def lone_worker(cache_dir, model_dir, *flags):
+    """Worker 0 of a two-worker cluster whose worker 1 never starts."""
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    env = dict(cli_env(cache_dir), TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tfsynth.train", f"--flagfile={smoke_flagfile('crn')}", f"--model_dir={model_dir}",
+         "--strategy=multi_worker", *flags], cwd=REPO_ROOT, env=env, text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT)
+    return process, cluster["worker"][1]
+
+
+def test_a_worker_whose_peer_never_starts_gives_up_naming_it(tmp_path, cache_dir):
+    process, peer = lone_worker(cache_dir, tmp_path / "run", "--worker_timeout=15")
+    with process:
+        output = process.communicate(timeout=120)[0]
+    assert process.returncode == 1, output[-3000:]
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("error: --worker_timeout=15") and f"worker 1 at {peer} (nothing listens there)" in last
+    assert "waiting for the other workers" in output and "Traceback" not in output
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_worker_waiting_for_its_peer_stops_on_sigterm_and_ctrl_c(stop, tmp_path, cache_dir):
+    process, _ = lone_worker(cache_dir, tmp_path / "run")
+    deadline = threading.Timer(120, process.kill)  # a wait that never says so fails, never hangs
+    deadline.start()
+    try:
+        for line in process.stdout:
+            if "waiting for the other workers" in line:
+                break
+        process.send_signal(stop)
+        output = process.communicate(timeout=60)[0]
+    finally:
+        deadline.cancel()
+        process.kill()
+    assert process.returncode != 0 and "Traceback" not in output, output[-3000:]
+    if stop == signal.SIGINT:
+        assert output.strip().splitlines()[-1].startswith("error: interrupted")

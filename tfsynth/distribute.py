@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
+import time
 
 from absl import logging
 
 
-def make_strategy(name: str, cpu_devices: int = 1):
+def make_strategy(name: str, cpu_devices: int = 1, worker_timeout: float = 600.0, log=print):
     """The tf.distribute strategy called ``name``.
 
     Args:
@@ -16,13 +19,15 @@ def make_strategy(name: str, cpu_devices: int = 1):
         when there are several, and otherwise uses the default strategy.
       cpu_devices: on a machine without GPUs, split the CPU into this many logical devices so
         ``mirrored`` has several replicas (for testing distribution on one CPU).
+      worker_timeout: multi_worker: seconds to wait for every worker of ``TF_CONFIG`` to join.
+      log: receives the lines saying which workers are awaited.
     """
     import tensorflow as tf
 
     if name == "multi_worker":
-        check_tf_config(os.environ.get("TF_CONFIG"))
+        config = check_tf_config(os.environ.get("TF_CONFIG"))
         # Must exist before any other op touches the runtime.
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return join_cluster(tf.distribute.MultiWorkerMirroredStrategy, config, worker_timeout, log)
     if name == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
         tf.config.experimental_connect_to_cluster(resolver)
@@ -45,9 +50,9 @@ class StrategyError(ValueError):
     """A distribution setting that cannot work; the message names the flag or variable."""
 
 
-def check_tf_config(text: str | None) -> None:
-    """Refuses a ``TF_CONFIG`` that ``MultiWorkerMirroredStrategy`` cannot use, saying why:
-    JSON with ``cluster`` (task type -> list of ``host:port``) and ``task`` (``type`` and an
+def check_tf_config(text: str | None) -> dict:
+    """``TF_CONFIG`` parsed, or refused when ``MultiWorkerMirroredStrategy`` cannot use it, saying
+    why: JSON with ``cluster`` (task type -> list of ``host:port``) and ``task`` (``type`` and an
     ``index`` within that type's list)."""
     if not text:
         raise StrategyError("--strategy=multi_worker: set TF_CONFIG on every machine (docs: README, "
@@ -58,7 +63,8 @@ def check_tf_config(text: str | None) -> None:
         raise StrategyError(f"TF_CONFIG is not JSON ({error})") from None
     cluster, task = (config.get("cluster"), config.get("task")) if isinstance(config, dict) else (None, None)
     if not isinstance(cluster, dict) or not cluster or not all(
-            isinstance(hosts, list) and hosts and all(isinstance(host, str) and ":" in host for host in hosts)
+            isinstance(hosts, list) and hosts and all(isinstance(host, str) and host.rpartition(":")[2].isdigit()
+                                                      for host in hosts)
             for hosts in cluster.values()):
         raise StrategyError(f"TF_CONFIG: 'cluster' must map each task type to a list of host:port, got {cluster!r}")
     if not isinstance(task, dict) or task.get("type") not in cluster:
@@ -67,6 +73,93 @@ def check_tf_config(text: str | None) -> None:
     if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(hosts):
         raise StrategyError(f"TF_CONFIG: task index {index!r} is not one of the {len(hosts)} "
                             f"{task['type']!r} task(s)")
+    return config
+
+
+def join_cluster(create_strategy, config: dict, timeout: float, log=print):
+    """``create_strategy()`` (MultiWorkerMirroredStrategy) once every other worker of ``config``
+    (``TF_CONFIG``) is up, waiting at most ``timeout`` seconds and saying which it waits for.
+
+    The strategy's constructor blocks in TensorFlow's C++ runtime, holding Python's lock, until
+    every worker has joined: with no time limit, deaf to Ctrl-C, and with a SIGTERM handler of its
+    own that swallows the signal (docs/tensorflow-notes.md Q12). So the wait happens here first,
+    in Python: this worker listens on its own address (as its server will), and the constructor
+    runs once something listens at every other worker's address, which each one's own wait (or
+    its running server) provides. Ctrl-C and SIGTERM stop the wait as they stop any command.
+
+    Raises:
+      StrategyError: a worker did not come up in time (named, with its address), or this
+        worker's own address cannot be listened on.
+    """
+    own = _task_address(config, config["task"]["type"], config["task"]["index"])
+    listener = socket.socket(socket.AF_INET6 if ":" in own[0] else socket.AF_INET)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("::" if ":" in own[0] else "", own[1]))
+        listener.listen()
+    except OSError as error:
+        listener.close()
+        raise StrategyError(f"TF_CONFIG: this worker cannot listen on port {own[1]} ({error.strerror}); is another "
+                            "process using it?") from None
+    start = time.monotonic()
+    next_report = start + 10.0
+    try:
+        while missing := [task for task in _other_tasks(config) if not _listening(task[2])]:
+            waited = time.monotonic() - start
+            if waited >= timeout:
+                raise StrategyError(f"--worker_timeout={timeout:g}: the cluster did not form within {timeout:g} s; "
+                                    f"{_describe(missing)} (nothing listens there). Start every worker of TF_CONFIG")
+            if time.monotonic() >= next_report:
+                log(f"waiting for the other workers ({waited:.0f} s of --worker_timeout={timeout:g}): "
+                    f"{_describe(missing)}")
+                next_report += 30.0
+            time.sleep(0.5)
+    finally:
+        listener.close()
+    return create_strategy()
+
+
+def _task_address(config: dict, task_type: str, index: int) -> tuple[str, int]:
+    host, _, port = config["cluster"][task_type][index].rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _other_tasks(config: dict) -> list[tuple[str, int, tuple[str, int]]]:
+    task = config["task"]
+    return [(task_type, index, _task_address(config, task_type, index))
+            for task_type, hosts in config["cluster"].items() for index in range(len(hosts))
+            if (task_type, index) != (task["type"], task["index"])]
+
+
+def _listening(address: tuple[str, int]) -> bool:
+    try:
+        with socket.create_connection(address, timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def _describe(tasks) -> str:
+    return "; ".join(f"{task_type} {index} at {host}:{port}" for task_type, index, (host, port) in tasks)
+
+
+@contextlib.contextmanager
+def naming_lost_workers(strategy, step: int, last_saved: str | None):
+    """Inside: a collective that fails because another worker of a multi-worker run died or
+    stopped answering becomes a ``StrategyError`` saying so and how to resume, instead of the
+    runtime's traceback."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
+            tf.errors.CancelledError, tf.errors.InternalError) as error:
+        if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            raise
+        reason = " ".join((getattr(error, "message", None) or str(error)).split())[:300]
+        resume = f"they resume from {last_saved}" if last_saved else "no checkpoint was saved yet"
+        raise StrategyError(f"--strategy=multi_worker: step {step} failed because another worker stopped answering "
+                            f"({reason}); restart every worker with the same command: {resume}") from None
 
 
 def resolve_jit_compile(flag: str) -> bool:

@@ -102,13 +102,23 @@ def _value_checks(model, endpoint, given, inputs: dict, max_size: int) -> list:
     from tfsynth.data import labels
 
     checks = []
+    space = labels.get_label_space(model.source_label_space)
     for spec in given:
+        value = inputs[spec.name]
         if spec.kind == "label":
-            space = labels.get_label_space(model.source_label_space)
             checks.append(_assert(
-                tf.reduce_max(tf.cast(inputs[spec.name], tf.int32)) < space.num_classes,
+                tf.reduce_max(tf.cast(value, tf.int32)) < space.num_classes,
                 f"{spec.name} id outside {space.name} (0..{space.num_classes - 1}): labels are class ids, "
-                "not colours; the largest id found is", tf.reduce_max(inputs[spec.name])))
+                "not colours; the largest id found is", tf.reduce_max(value)))
+        elif spec.kind == "instance":
+            classes = labels.instance_class(value)
+            checks.append(_assert(
+                tf.logical_and(tf.reduce_min(value) >= 0, tf.reduce_max(classes) < space.num_classes),
+                f"{spec.name}: instance ids are a class id of {space.name} (stuff) or class id x 1000 + k (things); "
+                "got ids from", tf.reduce_min(value), "to", tf.reduce_max(value)))
+        elif spec.kind == "cluster_map":
+            checks.append(_assert(tf.reduce_min(value) >= -1, f"{spec.name}: styles are 0..n-1, or -1 to draw "
+                                  "one from the seed; the smallest found is", tf.reduce_min(value)))
     spatial = endpoint.spatial_input
     if spatial is None:
         return checks
@@ -124,7 +134,7 @@ def _value_checks(model, endpoint, given, inputs: dict, max_size: int) -> list:
                 f"{spatial.name} height and width must be multiples of {multiple}; got", height, width),
     ]
     for spec in given:
-        if spec.kind in ("label", "instance", "image") and spec is not spatial:
+        if spec.kind in ("label", "instance", "image", "cluster_map") and spec is not spatial:
             checks.append(_assert(
                 tf.reduce_all(tf.shape(inputs[spec.name])[:3] == tf.shape(value)[:3]),
                 f"{spec.name} must have the batch size, height and width of {spatial.name}; got",

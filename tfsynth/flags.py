@@ -81,6 +81,9 @@ def run_command(main, define_flags=None, required: tuple[str, ...] = ()) -> None
     def main_reporting_full_disks(argv):
         try:
             return main(argv)
+        except KeyboardInterrupt:
+            sys.exit("error: interrupted; what was saved before is intact (training resumes from its last "
+                     "checkpoint)")
         except Exception as error:  # noqa: BLE001 - re-raised unless it is a full disk
             where = storage_error(error)
             if where is None:
@@ -131,6 +134,8 @@ def define_runtime_flags(values):
     define.DEFINE_float("epochs", None, "Epochs to train, when --train_steps is not given.", lower_bound=0)
     define.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multi_worker", "tpu"],
                        "tf.distribute strategy.")
+    define.DEFINE_float("worker_timeout", 600.0, "--strategy=multi_worker: seconds to wait for every worker of "
+                        "TF_CONFIG to join before giving up with the names of those missing.", lower_bound=1)
     define.DEFINE_integer("cpu_devices", 1, "Without GPUs: logical CPU devices for --strategy=mirrored "
                           "(to test distribution on one machine).", lower_bound=1)
     define.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],

@@ -78,6 +78,7 @@ class TrainOptions:
     eval_every: int = 0
     eval_examples: int = 16
     on_nan: str = "stop"
+    worker_timeout: float = 600.0
 
     #: The fields ``config.json`` records under ``runtime``.
     RUNTIME = ("train_data", "eval_data", "train_split", "global_batch_size", "train_steps", "epochs",
@@ -390,7 +391,8 @@ class Run:
         while int(step_counter.numpy()) < total:
             guard.before_step()
             profiler.before(int(step_counter.numpy()) + 1)
-            with batches.naming_bad_records(model, self.splits):
+            with batches.naming_bad_records(model, self.splits), distribute.naming_lost_workers(
+                    self.strategy, int(step_counter.numpy()) + 1, last_saved):
                 losses, losses_finite = step_fn(iterator)
             step = int(step_counter.numpy())
             profiler.after(step)
@@ -522,7 +524,7 @@ def prepare(options: TrainOptions) -> Run:
         raise TrainingError(f"--recompute: {spec.name} has no network it can recompute (its dropout masks or "
                             "batch statistics would change when run again)")
     run_dir.check_resume_config(saved, model_dir, spec.name, config)
-    strategy = distribute.make_strategy(options.strategy, options.cpu_devices)
+    strategy = distribute.make_strategy(options.strategy, options.cpu_devices, options.worker_timeout, log=_say)
     if options.global_batch_size % strategy.num_replicas_in_sync:
         raise TrainingError(f"--global_batch_size={options.global_batch_size} must be divisible "
                             f"by the {strategy.num_replicas_in_sync} replicas")

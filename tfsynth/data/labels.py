@@ -100,6 +100,15 @@ def cityscapes19() -> LabelSpace:
 LABEL_SPACES = {"cityscapes35": cityscapes35, "cityscapes20": cityscapes20, "cityscapes19": cityscapes19}
 
 
+def instance_class(instance):
+    """Cityscapes instanceIds -> labelIds (a TensorFlow tensor): things are class * 1000 + k,
+    stuff is the class id."""
+    import tensorflow as tf
+
+    instance = tf.cast(instance, tf.int64)
+    return tf.where(instance >= 1000, instance // 1000, instance)
+
+
 def get_label_space(name: str) -> LabelSpace:
     """Returns the label space called ``name``; an unknown name lists the valid ones."""
     try:

@@ -250,12 +250,6 @@ def _mix(value):
     return tf.bitwise.bitwise_xor(value, tf.bitwise.right_shift(value, 13))
 
 
-def instance_class(instance):
-    """Cityscapes instanceIds -> labelIds: things are class * 1000 + k, stuff is the class id."""
-    instance = tf.cast(instance, tf.int64)
-    return tf.where(instance >= 1000, instance // 1000, instance)
-
-
 # ----------------------------------------------------------------------------------- model
 
 class Pix2PixHD(SynthesisModel):
@@ -463,14 +457,20 @@ class Pix2PixHD(SynthesisModel):
         the instance's pixels when given and >= 0, else one chosen from ``seed`` and the instance
         id (deterministic). [N, H, W] ids, [N] seeds -> [N, H, W, feature_channels]."""
         index, count, ids, examples = _instance_segments(instance)
-        classes = instance_class(ids)
+        classes = labels.instance_class(ids)
         available = tf.maximum(tf.cast(tf.gather(self.cluster_counts.value, classes), tf.int64), 1)
         seeds = tf.gather(tf.cast(seed, tf.int64), examples)
         # A hash of (seed, instance id): the same seed renders a layout the same way everywhere.
         chosen = _mix(_mix(seeds % _PRIME) + ids % _PRIME) % available
         if clusters is not None:
             requested = tf.math.unsorted_segment_max(tf.reshape(tf.cast(clusters, tf.int64), [-1]), index, count)
-            chosen = tf.where(requested >= 0, tf.minimum(requested, available - 1), chosen)
+            beyond = requested >= available
+            check = tf.debugging.Assert(tf.logical_not(tf.reduce_any(beyond)), [
+                "clusters: a style beyond those its instance's class has (0..n-1, or -1 to draw from the seed); "
+                "instance ids, styles asked, styles their classes have:", tf.boolean_mask(ids, beyond),
+                tf.boolean_mask(requested, beyond), tf.boolean_mask(available, beyond)], summarize=8)
+            with tf.control_dependencies([check]):
+                chosen = tf.where(requested >= 0, requested, chosen)
         centres = tf.gather_nd(self.clusters.value, tf.stack([classes, chosen], axis=-1))
         return tf.reshape(tf.gather(centres, index), tf.concat([tf.shape(instance), [-1]], axis=0))
 
