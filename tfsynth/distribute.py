@@ -156,10 +156,10 @@ def naming_lost_workers(strategy, step: int, last_saved: str | None):
             tf.errors.CancelledError, tf.errors.InternalError) as error:
         if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             raise
-        reason = " ".join((getattr(error, "message", None) or str(error)).split())[:300]
         resume = f"they resume from {last_saved}" if last_saved else "no checkpoint was saved yet"
         raise StrategyError(f"--strategy=multi_worker: step {step} failed because another worker stopped answering "
-                            f"({reason}); restart every worker with the same command: {resume}") from None
+                            f"({type(error).__name__} in a collective); restart every worker with the same command: "
+                            f"{resume}") from None
 
 
 def resolve_jit_compile(flag: str) -> bool:
