@@ -131,4 +131,5 @@ def test_every_command_has_a_console_script():
     commands = {name: f"tfsynth.{name}:run" for name in ("train", "export", "infer", "evaluate", "bench")}
     for package in ("studio", "profiling"):  # packages: python -m tfsynth.studio runs its __main__
         commands[package] = f"tfsynth.{package}.__main__:run"
+    commands["import"] = "tfsynth.import_weights:run"
     assert scripts == {f"tfsynth-{name}": target for name, target in commands.items()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import time
 
@@ -116,7 +117,12 @@ def join_cluster(create_strategy, config: dict, timeout: float, log=print):
             time.sleep(0.5)
     finally:
         listener.close()
-    return create_strategy()
+    sigterm = signal.getsignal(signal.SIGTERM)
+    strategy = create_strategy()
+    # The constructor installs TensorFlow's preemption notifier, which swallows SIGTERM (Q12): a
+    # worker told to stop stops, as any other process does.
+    signal.signal(signal.SIGTERM, sigterm)
+    return strategy
 
 
 def _task_address(config: dict, task_type: str, index: int) -> tuple[str, int]:
