@@ -415,3 +415,231 @@ def test_config_roundtrip():
     clone = VGGFeatures.from_config(cfg)
     assert (clone.depth, clone.feature_names, clone.pooling) == (16, ("conv1_1", "pool2"), "max")
     assert not clone.trainable
+
+
+# ----------------------------------------------------------------------------- LPIPS weights
+
+#: The shipped LPIPS file is PyPI lpips 0.1.4's ``lpips/weights/v0.1/vgg.pth``: its size and
+#: sha256 (the wheel's RECORD lists the same digest), fixed here so a changed copy fails.
+LPIPS_FILE_BYTES = 7289
+LPIPS_FILE_SHA256 = "a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868"
+
+
+def _write_pth(path, arrays):
+    """``arrays`` (name -> float32 array) as a torch.save zip state dict, written with the
+    stand-in pickler of test_torch_files (no PyTorch)."""
+    import collections
+
+    from test_torch_files import Storage, Tensor, write_checkpoint
+
+    state = collections.OrderedDict()
+    for key, (name, value) in enumerate(arrays.items()):
+        value = np.ascontiguousarray(value, np.float32)
+        storage = Storage(str(key), "FloatStorage", value.astype("<f4").ravel())
+        strides = [int(np.prod(value.shape[i + 1:])) for i in range(value.ndim)]
+        state[name] = Tensor(storage, 0, value.shape, strides)
+    return str(write_checkpoint(path, state))
+
+
+def _lin_arrays(seed=0):
+    rng = np.random.default_rng(seed)
+    return {f"lin{i}.model.1.weight": rng.uniform(0, 1, (1, c, 1, 1)).astype(np.float32)
+            for i, c in enumerate(perceptual.LPIPS_CHANNELS)}
+
+
+def test_shipped_lpips_weights_are_the_official_file():
+    import fnmatch
+    import hashlib
+    import os
+    import tomllib
+
+    from tfsynth.importing.torch_files import read_state_dict
+
+    path = perceptual.BUILTIN_LPIPS_PATH
+    with open(path, "rb") as f:
+        data = f.read()
+    assert len(data) == LPIPS_FILE_BYTES
+    assert hashlib.sha256(data).hexdigest() == LPIPS_FILE_SHA256
+    folder = os.path.dirname(path)
+    with open(os.path.join(folder, "README.md")) as f:
+        assert LPIPS_FILE_SHA256 in f.read()  # the README states the digest the file has
+    with open(os.path.join(folder, "LICENSE-lpips")) as f:
+        license_text = f.read()
+    assert license_text.startswith("Copyright (c) 2018, Richard Zhang")
+    assert "Redistribution and use in source and binary forms" in license_text
+
+    # Package data: every shipped file matches a pattern pyproject.toml gives tfsynth.weights.
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pyproject.toml"), "rb") as f:
+        patterns = tomllib.load(f)["tool"]["setuptools"]["package-data"]["tfsynth.weights"]
+    for name in ("lpips_vgg_v0.1.pth", "LICENSE-lpips", "README.md"):
+        assert any(fnmatch.fnmatch(name, p) for p in patterns), name
+
+    state = read_state_dict(path)  # independently of load_lpips_weights
+    for source in (perceptual.BUILTIN_LPIPS, path):
+        weights = perceptual.load_lpips_weights(source)
+        assert [w.shape for w in weights] == [(64,), (128,), (256,), (512,), (512,)]
+        for index, w in enumerate(weights):
+            assert w.dtype == np.float32 and (w >= 0).all() and w.max() > 0
+            np.testing.assert_array_equal(w, state[f"lin{index}.model.1.weight"].reshape(-1))
+    # Not a stand-in of ones: LPIPS's fitted weights sum to far less than the channel counts.
+    assert all(w.sum() < 0.25 * w.size for w in weights)
+
+
+def test_lpips_npz_and_pth_forms_give_the_same_weights(tmp_path):
+    official = perceptual.load_lpips_weights(perceptual.BUILTIN_LPIPS)
+    np.savez(tmp_path / "short.npz", **{f"lin{i}": w for i, w in enumerate(official)})
+    for index, w in enumerate(perceptual.load_lpips_weights(str(tmp_path / "short.npz"))):
+        np.testing.assert_array_equal(w, official[index])
+
+    arrays = _lin_arrays()
+    pth = _write_pth(tmp_path / "mine.pth", arrays)  # the zip format, unlike the legacy shipped one
+    np.savez(tmp_path / "mine.npz", **arrays)  # the state dict's names work in a .npz too
+    from_pth = perceptual.load_lpips_weights(pth)
+    from_npz = perceptual.load_lpips_weights(str(tmp_path / "mine.npz"))
+    for index, (a, b) in enumerate(zip(from_pth, from_npz)):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, arrays[f"lin{index}.model.1.weight"].reshape(-1))
+    # The content decides the format, not the name (a run's copy has a fixed name).
+    (tmp_path / "named_npz.npz").write_bytes((tmp_path / "mine.pth").read_bytes())
+    (tmp_path / "named_pth.pth").write_bytes((tmp_path / "mine.npz").read_bytes())
+    for name in ("named_npz.npz", "named_pth.pth"):
+        for a, b in zip(perceptual.load_lpips_weights(str(tmp_path / name)), from_pth):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_malformed_lpips_files_are_errors_naming_the_file(tmp_path):
+    def refused(path, match):
+        with pytest.raises(PerceptualWeightsError, match=match) as caught:
+            perceptual.load_lpips_weights(str(path))
+        assert str(path) in str(caught.value)
+
+    refused(tmp_path / "absent.pth", "not found")
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"\x00not a checkpoint at all" * 10)
+    refused(junk, "neither a .npz nor a readable PyTorch state dict")
+    truncated = tmp_path / "truncated.pth"
+    with open(perceptual.BUILTIN_LPIPS_PATH, "rb") as f:
+        truncated.write_bytes(f.read()[:3000])
+    refused(truncated, "PyTorch state dict")
+
+    arrays = _lin_arrays()
+    refused(_write_pth(tmp_path / "no_lin3.pth", {k: v for k, v in arrays.items() if not k.startswith("lin3")}),
+            r"no array lin3 or lin3\.model\.1\.weight")
+    refused(_write_pth(tmp_path / "short_lin2.pth", {**arrays, "lin2.model.1.weight": np.ones((1, 200, 1, 1))}),
+            "lin2 has 200 weights, LPIPS VGG needs 256")
+    refused(_write_pth(tmp_path / "negative.pth", {**arrays, "lin4.model.1.weight": -np.ones((1, 512, 1, 1))}),
+            "lin4 has negative")
+    refused(_write_pth(tmp_path / "other.pth", {"features.0.weight": np.ones((64, 3, 3, 3))}),
+            r"no array lin0 .*features\.0\.weight")
+
+
+# ----------------------------------------------------------------------------- torchvision VGG
+
+def _torchvision_state(depth, seed=0, upto=None):
+    """A state dict laid out as torchvision's ``vgg<depth>()`` (random values): each conv at its
+    index in ``features``, a (small, ignored) classifier; only the convs before ``upto`` when given."""
+    rng = np.random.default_rng(seed)
+    indices = {16: (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28),
+               19: (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34)}[depth]
+    state = {}
+    for index, (name, cin, cout) in zip(indices, perceptual._conv_specs(depth)):
+        if name == upto:
+            break
+        state[f"features.{index}.weight"] = rng.standard_normal((cout, cin, 3, 3), np.float32) * 0.05
+        state[f"features.{index}.bias"] = rng.standard_normal(cout, np.float32)
+    state["classifier.0.weight"] = rng.standard_normal((4, 8), np.float32)  # ignored by the loader
+    state["classifier.0.bias"] = np.zeros(4, np.float32)
+    return state
+
+
+@pytest.fixture(scope="module")
+def torchvision16(tmp_path_factory):
+    state = _torchvision_state(16)
+    return _write_pth(tmp_path_factory.mktemp("torchvision") / "vgg16-random.pth", state), state
+
+
+def test_torchvision_vgg16_state_dict_loads_transposed(torchvision16):
+    path, state = torchvision16
+    net = VGGFeatures(depth=16, layers=perceptual.LPIPS_LAYERS, pooling="max", weights=path)
+    assert net.weights_source == "torchvision"
+    kernels = _kernels(net)
+    assert list(kernels) == _conv_names(16)
+    std = np.float32(perceptual.TORCHVISION_STD_RGB)
+    for index, name in zip((0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28), _conv_names(16)):
+        kernel, bias = kernels[name]
+        expected = state[f"features.{index}.weight"].transpose(2, 3, 1, 0)  # OIHW -> HWIO
+        if name == "conv1_1":  # torchvision's 1/std on the [0, 1] scale, folded into the kernel
+            np.testing.assert_allclose(kernel, expected / (255 * std)[None, None, :, None], rtol=1e-6)
+        else:
+            np.testing.assert_array_equal(kernel, expected)
+        np.testing.assert_array_equal(bias, state[f"features.{index}.bias"])
+    np.testing.assert_allclose(net.mean_rgb, 255 * np.float32(perceptual.TORCHVISION_MEAN_RGB), rtol=1e-6)
+
+
+def test_torchvision_weights_use_torchvision_normalisation(torchvision16):
+    """0..255 RGB in gives the activations torchvision's VGG computes on (x / 255 - mean) / std."""
+    path, state = torchvision16
+    net = VGGFeatures(depth=16, layers=("conv1_1", "conv1_2"), pooling="max", weights=path)
+    x = _images()
+    normalised = (x / 255 - np.float32(perceptual.TORCHVISION_MEAN_RGB)) / np.float32(perceptual.TORCHVISION_STD_RGB)
+    expected = tf.constant(normalised)
+    for index in (0, 2):  # conv1_1, conv1_2, PyTorch's padding 1 = SAME
+        kernel = state[f"features.{index}.weight"].transpose(2, 3, 1, 0)
+        expected = tf.nn.relu(tf.nn.conv2d(expected, kernel, 1, "SAME") + state[f"features.{index}.bias"])
+        if index == 0:
+            first = expected
+    out = net(x)
+    _close(out["conv1_1"].numpy(), first.numpy())
+    _close(out["conv1_2"].numpy(), expected.numpy())
+
+
+def test_torchvision_errors_name_the_file_and_tensor(tmp_path, torchvision16):
+    def refused(path, match, depth=16):
+        with pytest.raises(PerceptualWeightsError, match=match) as caught:
+            VGGFeatures(depth=depth, layers=("conv5_3",), weights=str(path))
+        assert str(path) in str(caught.value)
+
+    # Only the convs the checks reach are written: they run in network order and stop at the first.
+    wrong = _torchvision_state(16, upto="conv3_3")
+    wrong["features.12.weight"] = wrong["features.12.weight"][..., :1]  # conv3_2 as 3x1
+    refused(_write_pth(tmp_path / "wrong_shape.pth", wrong),
+            r"tensor features\.12\.weight \(conv3_2\) has shape \(256, 256, 3, 1\), .* needs \(256, 256, 3, 3\)")
+    missing = _torchvision_state(16, upto="conv3_3")
+    del missing["features.7.weight"]
+    refused(_write_pth(tmp_path / "missing.pth", missing), r"tensor features\.7\.weight \(conv2_2\) missing")
+    batch_norm = {**_torchvision_state(16, upto="conv1_2"), "features.1.running_mean": np.zeros(64, np.float32)}
+    refused(_write_pth(tmp_path / "vgg16_bn.pth", batch_norm), r"tensor features\.1\.running_mean .*no conv")
+    refused(_write_pth(tmp_path / "generator.pth", {"model.1.weight": np.ones((8, 3, 3, 3))}),
+            r"no features\.<i> tensors.*model\.1\.weight")
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"\x00" * 64)
+    refused(junk, "not a readable PyTorch state dict")
+    refused(tmp_path / "absent.pth", "not found")
+    # VGG-16's file as VGG-19: conv4_1 sits at index 17, which VGG-19 gives a ReLU.
+    refused(torchvision16[0], r"tensor features\.17\.weight .*no conv of torchvision's VGG-19", depth=19)
+
+
+@pytest.mark.family("fastgan")
+def test_fastgan_uses_the_shipped_lpips_weights_by_default(tmp_path):
+    from family_support import smoke_config
+    from tfsynth.importing.torch_files import read_state_dict
+    from tfsynth.models.fastgan import LPIPS_PTH_COPY, FastGAN, FastGANConfig
+    from tfsynth.run_dir import copy_run_files
+
+    assert FastGANConfig().lpips_weights == perceptual.BUILTIN_LPIPS
+    model = FastGAN(smoke_config("fastgan"))  # vgg_weights=random; lpips_weights the default
+    assert model.run_files() == {LPIPS_PTH_COPY: perceptual.BUILTIN_LPIPS_PATH}
+    copy_run_files(model, str(tmp_path))
+    with open(perceptual.BUILTIN_LPIPS_PATH, "rb") as f:
+        assert (tmp_path / LPIPS_PTH_COPY).read_bytes() == f.read()  # the run keeps its own copy
+    assert model.run_file(LPIPS_PTH_COPY) == str(tmp_path / LPIPS_PTH_COPY)
+    model.build_loss_networks()
+    state = read_state_dict(perceptual.BUILTIN_LPIPS_PATH)
+    assert len(model.lpips_weights) == 5
+    for index, w in enumerate(model.lpips_weights):
+        np.testing.assert_array_equal(w.numpy(), state[f"lin{index}.model.1.weight"].reshape(-1))
+
+    uniform = FastGAN(smoke_config("fastgan", lpips_weights="uniform"))
+    assert uniform.run_files() == {}
+    uniform.build_loss_networks()
+    assert uniform.lpips_weights is None  # every channel weighs 1 (losses.lpips_distance)

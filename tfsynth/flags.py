@@ -162,7 +162,8 @@ def define_runtime_flags(values):
                                "later keys win.")
     define.DEFINE_string("vgg_weights", None,
                          "Perceptual network weights for models that have one: imagenet | auto | random | "
-                         "PATH (MatConvNet imagenet-vgg-verydeep-19.mat or keras *_notop.h5). Same as "
+                         "PATH (MatConvNet imagenet-vgg-verydeep-19.mat, keras *_notop.h5 or torchvision "
+                         "vgg16-*.pth / vgg19-*.pth). Same as "
                          "--hparams=vgg_weights=...")
     define.DEFINE_string("init_from", None, "Warm start: a model_dir (or checkpoint prefix) whose network "
                          "weights are copied by layer name where shapes match (e.g. CRN 512p from 256p).")

@@ -3,13 +3,17 @@
 CRN (Chen & Koltun 2017) compares images through VGG-19 activations computed with *average*
 pooling on mean-subtracted RGB in the 0..255 range; pix2pixHD and Johnson et al. use the same
 network with max pooling. :class:`VGGFeatures` covers both and loads the ImageNet weights from
-keras.applications (downloaded or pre-seeded ``*_notop.h5``) or from the MatConvNet file
-``imagenet-vgg-verydeep-19.mat`` that CRN used.
+keras.applications (downloaded or pre-seeded ``*_notop.h5``), from the MatConvNet file
+``imagenet-vgg-verydeep-19.mat`` that CRN used, or from torchvision's ``vgg16-*.pth`` /
+``vgg19-*.pth`` state dict (the network pix2pixHD's VGG loss and LPIPS were built on).
 
-Every weight source is converted to one internal convention at load time: RGB input minus the RGB
-mean, kernels in TF's HWIO layout. The Caffe-converted keras weights expect BGR, so the input
-channel axis of their first kernel is reversed; this is exactly equivalent to feeding BGR and
-keeps the graph identical for all sources.
+Every weight source is converted to one internal convention at load time: RGB input on the 0..255
+scale minus an RGB mean, kernels in TF's HWIO layout. The Caffe-converted keras weights expect BGR,
+so the input channel axis of their first kernel is reversed; this is exactly equivalent to feeding
+BGR and keeps the graph identical for all sources. torchvision's weights expect RGB in [0, 1]
+normalised per channel by a mean and a standard deviation; that affine map is folded the same way
+(the mean, times 255, is the subtracted one, and conv1_1's input channels are divided by 255 times
+the deviation).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import os
 import re
 import socket
 import sys
+import zipfile
 from typing import Sequence, Tuple
 
 import keras
@@ -26,9 +31,15 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tfsynth.importing.torch_files import TorchFileError, read_state_dict
+
 # Channel mean of the ImageNet training set, RGB order, 0..255 scale (the value the VGG authors
 # published; keras' "caffe" preprocessing uses the same numbers in BGR order).
 IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
+# torchvision's ImageNet normalisation, RGB on the [0, 1] scale: its VGG weights were trained on
+# (x - mean) / std, not on Caffe's mean-subtracted 0..255 BGR.
+TORCHVISION_MEAN_RGB = (0.485, 0.456, 0.406)
+TORCHVISION_STD_RGB = (0.229, 0.224, 0.225)
 _BLOCK_CONVS = {16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
 _WIDTHS = (64, 128, 256, 512, 512)
 _RANDOM_SEED = 1234
@@ -44,35 +55,74 @@ LPIPS_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
 LPIPS_CHANNELS = (64, 128, 256, 512, 512)
 
 
+#: The ``lpips_weights`` name of the LPIPS v0.1 VGG weights shipped with tfsynth.
+BUILTIN_LPIPS = "lpips_v0.1"
+#: Where the shipped file lies: ``lpips/weights/v0.1/vgg.pth`` of PyPI's lpips 0.1.4, unmodified
+#: (BSD 2-clause; tfsynth/weights/README.md).
+BUILTIN_LPIPS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "lpips_vgg_v0.1.pth")
+
+
+def lpips_weights_path(name_or_path: str) -> str:
+    """The file that ``name_or_path`` names: the shipped file for :data:`BUILTIN_LPIPS`, else the
+    path itself."""
+    return BUILTIN_LPIPS_PATH if name_or_path == BUILTIN_LPIPS else name_or_path
+
+
+def _is_npz(path: str) -> bool:
+    # A .npz is a zip of .npy members; torch.save's zip format holds data.pkl and raw records,
+    # never a .npy, and its legacy format is no zip at all. So the content decides, not the name
+    # (a run's copy keeps one name whatever its source was called).
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith(".npy") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
 def load_lpips_weights(path: str) -> list[np.ndarray]:
-    """The five non-negative channel weights of LPIPS v0.1's VGG ``lin`` layers from a ``.npz``.
+    """The five non-negative channel weights of LPIPS v0.1's VGG ``lin`` layers.
 
-    Format: one array per layer, keys ``lin0`` .. ``lin4`` (or the names of the official
-    ``vgg.pth`` state dict, ``lin0.model.1.weight`` ..), each with 64, 128, 256, 512, 512
-    elements in any shape (the state dict's [1, C, 1, 1] works). Convert the official file once,
-    where PyTorch is installed::
-
-        sd = torch.load("lpips/weights/v0.1/vgg.pth")
-        numpy.savez("lpips_vgg_v0.1.npz", **{f"lin{i}": sd[f"lin{i}.model.1.weight"].numpy() for i in range(5)})
+    ``path`` is :data:`BUILTIN_LPIPS` (``"lpips_v0.1"``: the official weights shipped with
+    tfsynth), the official ``vgg.pth`` itself or another PyTorch state dict of the same layout
+    (read without PyTorch, by :func:`tfsynth.importing.torch_files.read_state_dict`; keys
+    ``lin0.model.1.weight`` .. ``lin4.model.1.weight``), or a ``.npz`` with one array per layer
+    (keys ``lin0`` .. ``lin4``, or the state dict's names). Each layer has 64, 128, 256, 512, 512
+    elements, in any shape (the state dict's [1, C, 1, 1] works).
 
     Raises:
-      PerceptualWeightsError: a missing or unreadable file, a missing layer or a wrong size.
+      PerceptualWeightsError: naming the file: missing or unreadable, a missing layer, a wrong
+        size or a negative weight.
     """
+    path = lpips_weights_path(path)
     if not os.path.isfile(path):
         raise PerceptualWeightsError(f"LPIPS weights file not found: {path}")
-    try:
-        with np.load(path) as data:
-            arrays = dict(data)
-    except Exception as e:  # zipfile, pickle and value errors all mean "not an .npz of arrays".
-        raise PerceptualWeightsError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
+    if _is_npz(path):
+        try:
+            with np.load(path) as data:
+                arrays = dict(data)
+        except Exception as e:  # zipfile, pickle and value errors all mean "not an .npz of arrays".
+            raise PerceptualWeightsError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
+    else:
+        try:
+            arrays = read_state_dict(path)
+        except TorchFileError as e:
+            raise PerceptualWeightsError(
+                f"{path}: neither a .npz nor a readable PyTorch state dict ({e.reason})") from None
     weights = []
     for index, channels in enumerate(LPIPS_CHANNELS):
         value = arrays.get(f"lin{index}", arrays.get(f"lin{index}.model.1.weight"))
         if value is None:
-            raise PerceptualWeightsError(f"{path}: no array lin{index} (keys: {', '.join(sorted(arrays)) or 'none'})")
+            keys = sorted(arrays)
+            listed = ", ".join(keys[:8]) + (", ..." if len(keys) > 8 else "")
+            raise PerceptualWeightsError(
+                f"{path}: no array lin{index} or lin{index}.model.1.weight (keys: {listed or 'none'})")
         value = np.asarray(value, np.float32).reshape(-1)
         if value.size != channels:
             raise PerceptualWeightsError(f"{path}: lin{index} has {value.size} weights, LPIPS VGG needs {channels}")
+        # LPIPS's trainer clamps the lin weights to >= 0 after every step; a negative one would
+        # let a distance go below zero, so such a file holds no LPIPS weights.
+        if not (np.isfinite(value).all() and (value >= 0).all()):
+            raise PerceptualWeightsError(f"{path}: lin{index} has negative or non-finite weights")
         weights.append(value)
     return weights
 
@@ -86,6 +136,7 @@ def _howto(depth: int) -> str:
         "To use real ImageNet VGG weights without network access, pass one of\n"
         f"  --vgg_weights=/path/imagenet-vgg-verydeep-{depth}.mat   (MatConvNet; the file CRN used)\n"
         f"  --vgg_weights=/path/{_keras_notop_filename(depth)}   (keras.applications)\n"
+        f"  --vgg_weights=/path/vgg{depth}-*.pth   (torchvision's state dict)\n"
         f"or copy {_keras_notop_filename(depth)} into ~/.keras/models/ (the keras download cache)."
     )
 
@@ -214,6 +265,77 @@ def _load_matconvnet(path: str, depth: int, needed: Sequence[str]):
     return params, mean
 
 
+def _torchvision_indices(depth: int):
+    """``{convB_C: i}``: the position of each conv in torchvision's ``vgg<depth>().features``,
+    a Sequential where every conv is followed by a ReLU and every block by a max pool."""
+    indices, position = {}, 0
+    for b, n in enumerate(_BLOCK_CONVS[depth], start=1):
+        for c in range(1, n + 1):
+            indices[f"conv{b}_{c}"] = position
+            position += 2  # the conv and its ReLU
+        position += 1  # the block's pool
+    return indices
+
+
+def _load_torchvision(path: str, depth: int, needed: Sequence[str]):
+    """Reads torchvision's ImageNet VGG (``vgg16-397923af.pth``, ``vgg19-dcbb9e9d.pth``): a
+    state dict whose ``features.<i>.weight`` [out, in, 3, 3] and ``features.<i>.bias`` are the
+    convs at torchvision's indices; ``classifier.*`` (the fully connected head) is not used.
+
+    Kernels go from PyTorch's OIHW to HWIO. torchvision's network reads (RGB / 255 - mean) / std;
+    with mean * 255 subtracted from the 0..255 input as for every source, dividing conv1_1's
+    input channels by 255 * std gives exactly its first activations (and zero padding pads the
+    same zeros in both), so the graph stays the same for every source.
+    """
+    if not os.path.isfile(path):
+        raise PerceptualWeightsError(f"VGG weights file not found: {path}\n{_howto(depth)}")
+    try:
+        state = read_state_dict(path)
+    except TorchFileError as e:
+        raise PerceptualWeightsError(f"{path}: not a readable PyTorch state dict ({e.reason})") from None
+    indices = _torchvision_indices(depth)
+    expected = {}
+    for name, cin, cout in _conv_specs(depth):
+        expected[f"features.{indices[name]}.weight"] = (name, (cout, cin, 3, 3))
+        expected[f"features.{indices[name]}.bias"] = (name, (cout,))
+    features = [key for key in state if key.startswith("features.")]
+    if not features:
+        raise PerceptualWeightsError(
+            f"{path}: no features.<i> tensors, so not a torchvision VGG-{depth} state dict "
+            f"(keys: {', '.join(list(state)[:6]) or 'none'}{', ...' if len(state) > 6 else ''})")
+    # Any other features.* tensor means another network: vgg*_bn's batch norms, or a VGG of the
+    # other depth, whose convs sit at other indices.
+    unexpected = [key for key in features if key not in expected]
+    if unexpected:
+        raise PerceptualWeightsError(
+            f"{path}: tensor {unexpected[0]} {tuple(state[unexpected[0]].shape)} is no conv of "
+            f"torchvision's VGG-{depth} (a batch-normalised VGG, or the other depth?)")
+    params = {}
+    for key, (name, shape) in expected.items():
+        if key not in state:
+            raise PerceptualWeightsError(
+                f"{path}: tensor {key} ({name}) missing: not a torchvision VGG-{depth} state dict "
+                "(the other depth?)")
+        value = state[key]
+        if tuple(value.shape) != shape:
+            raise PerceptualWeightsError(
+                f"{path}: tensor {key} ({name}) has shape {tuple(value.shape)}, torchvision's "
+                f"VGG-{depth} needs {shape}")
+        if name in needed:
+            value = np.asarray(value, np.float32)
+            kernel, bias = params.get(name, (None, None))
+            if key.endswith(".weight"):
+                kernel = np.ascontiguousarray(value.transpose(2, 3, 1, 0))  # OIHW -> HWIO
+            else:
+                bias = value
+            params[name] = (kernel, bias)
+    if "conv1_1" in params:  # absent when only the ``input`` feature is requested
+        scale = 255.0 * np.asarray(TORCHVISION_STD_RGB, np.float32)
+        kernel, bias = params["conv1_1"]
+        params["conv1_1"] = (kernel / scale[None, None, :, None], bias)
+    return params, 255.0 * np.asarray(TORCHVISION_MEAN_RGB, np.float32)
+
+
 def _random_params(depth: int, needed: Sequence[str]):
     params = {}
     for i, (name, cin, cout) in enumerate(_conv_specs(depth)):
@@ -294,12 +416,19 @@ class VGGFeatures(keras.layers.Layer):
         pooling: ``"avg"`` (CRN) or ``"max"`` (original VGG); 2x2, stride 2, SAME padding.
         weights: ``"random"`` (seeded Glorot-uniform, zero bias), ``"imagenet"`` (keras
             download/cache; raises if unavailable), ``"auto"`` (imagenet, else random with a loud
-            warning), or a path to a MatConvNet ``.mat`` or keras ``.h5``/``.weights.h5`` file.
+            warning), or a path to a MatConvNet ``.mat``, a keras ``.h5``/``.weights.h5`` file or
+            torchvision's ``vgg16-*.pth``/``vgg19-*.pth`` state dict (``.pth``/``.pt``). Each
+            source keeps its own preprocessing: the Caffe-converted ones (imagenet, .mat, .h5)
+            were trained on BGR 0..255 minus the ImageNet mean, torchvision's on RGB in [0, 1]
+            normalised by mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225); both are
+            folded into ``mean_rgb`` and conv1_1, so the input is 0..255 RGB either way.
         **kwargs: Passed to ``keras.layers.Layer`` (``name``, ``dtype`` e.g. ``"mixed_bfloat16"``).
 
     Attributes:
-        weights_source: One of ``"imagenet"``, ``"matconvnet"``, ``"h5"``, ``"random"``.
-        mean_rgb: The RGB mean subtracted from the input (numpy, shape [3]).
+        weights_source: One of ``"imagenet"``, ``"matconvnet"``, ``"h5"``, ``"torchvision"``,
+            ``"random"``.
+        mean_rgb: The RGB mean subtracted from the 0..255 input (numpy, shape [3]); for
+            torchvision, 255 times its mean. The ``input`` feature is the input minus it.
 
     Raises:
         PerceptualWeightsError: If a requested weight source is missing or malformed.
@@ -340,10 +469,13 @@ class VGGFeatures(keras.layers.Layer):
         elif str(weights).lower().endswith((".h5", ".hdf5")):
             loaded = _load_h5(str(weights), depth)
             self.weights_source = "h5"
+        elif str(weights).lower().endswith((".pth", ".pt")):
+            loaded = _load_torchvision(str(weights), depth, needed)
+            self.weights_source = "torchvision"
         else:
             raise PerceptualWeightsError(
                 f"weights={weights!r}: expected 'random', 'imagenet', 'auto', or a path ending in "
-                f".mat (MatConvNet) or .h5 (keras).\n{_howto(depth)}"
+                f".mat (MatConvNet), .h5 (keras) or .pth (torchvision).\n{_howto(depth)}"
             )
         params, mean = loaded if loaded else _random_params(depth, needed)
         self.mean_rgb = mean

@@ -38,9 +38,13 @@ Choices, and why:
 * **Batch norm over the global batch** (synchronized across replicas): the reference trains
   on one GPU with a batch of 8, whose statistics this keeps on any number of devices.
 * **LPIPS on our VGG-16**: the reconstruction loss compares unit-normalised VGG-16 features
-  (relu1_2 .. relu5_3) as LPIPS does, on the network's own preprocessing (0..255 minus the
-  ImageNet mean); LPIPS v0.1's linear weights come from ``lpips_weights`` (a ``.npz``,
-  ``perceptual.load_lpips_weights``) or are uniform.
+  (relu1_2 .. relu5_3) as LPIPS does, weighted per channel by LPIPS v0.1's own linear weights
+  (``lpips_weights``: by default ``"lpips_v0.1"``, the official file shipped in
+  ``tfsynth/weights``; or a ``.pth``/``.npz`` of the same layout; ``""``/``"uniform"``: every
+  channel weighs 1, which makes the term about 10 times heavier). The VGG-16 is ``vgg_weights``
+  with its own preprocessing: the Caffe-converted ImageNet weights by default (0..255 minus the
+  ImageNet mean), or torchvision's ``vgg16-*.pth``, the network LPIPS was fitted on (whose
+  normalisation is LPIPS's input scaling).
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ from tfsynth.layers import GLU, AdaptiveAveragePooling, GlobalBatchNormalization
 from tfsynth.layers.spectral import SpectralConv2D
 from tfsynth.models.base import OptimizerGroup, SynthesisModel, moving_average_update
 from tfsynth.gradients import global_batch_sum, tape_watching
+from tfsynth.perceptual import BUILTIN_LPIPS
 from tfsynth.pixels import from_unit_range, to_uint8, to_unit_range
 
 #: Channels per resolution as multiples of the base width (the reference's ``nfc_multi``): the
@@ -74,8 +79,12 @@ HINGE_MARGIN = (0.8, 1.0)
 OUTPUT_ACTIVATIONS = ("reference", "tanh", "linear")
 #: Independent streams of an example's seed for each random draw of a step; the step's quarter.
 _LATENT, _NOISE, _AUGMENT_REAL, _AUGMENT_BIG, _AUGMENT_SMALL, _MARGIN_REAL, _MARGIN_FAKE, _PART = range(1, 9)
-#: Name of the run's copy of the LPIPS weights.
+#: Names of the run's copy of the LPIPS weights: of a ``.npz`` source, and of any other (a
+#: PyTorch state dict such as the shipped one). Only a name: the loader goes by the content.
 LPIPS_COPY = "lpips_weights.npz"
+LPIPS_PTH_COPY = "lpips_weights.pth"
+#: ``lpips_weights`` values that weigh every channel 1 (no file).
+UNIFORM_LPIPS = ("", "uniform")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,8 +103,12 @@ class FastGANConfig:
         reference's; 0 leaves D without self-supervision, the paper's ablation).
       learning_rate, beta_1, beta_2: Adam for G and D [2e-4, (0.5, 0.999)].
       ema_decay: G's exponential moving average, exported and sampled (0.999).
-      vgg_weights: VGG-16 of the LPIPS reconstruction loss: "imagenet", "auto", "random" or a file.
-      lpips_weights: a .npz of LPIPS v0.1's VGG linear weights; empty: every channel weighs 1.
+      vgg_weights: VGG-16 of the LPIPS reconstruction loss: "imagenet", "auto", "random" or a file
+        (a MatConvNet .mat, a keras .h5, or torchvision's vgg16-*.pth, which LPIPS was fitted on).
+      lpips_weights: LPIPS v0.1's VGG linear (per-channel) weights: "lpips_v0.1" (the default:
+        the official file, shipped with tfsynth), or a path to a .pth state dict or a .npz of the
+        same layout (``perceptual.load_lpips_weights``); "" or "uniform": every channel weighs 1,
+        the behaviour before the weights were shipped, about 10x the reference's term.
       flip: random horizontal flips of the training images.
     """
 
@@ -112,7 +125,7 @@ class FastGANConfig:
     beta_2: float = 0.999
     ema_decay: float = 0.999
     vgg_weights: str = "imagenet"
-    lpips_weights: str = ""
+    lpips_weights: str = BUILTIN_LPIPS
     flip: bool = True
 
     def __post_init__(self):
@@ -390,8 +403,22 @@ class FastGAN(SynthesisModel):
     def extra_state(self):
         return {"generator_ema": self.generator_ema}
 
+    @property
+    def lpips_copy(self) -> str | None:
+        """The name of the run's copy of the LPIPS weights; None when they are uniform."""
+        source = self.config.lpips_weights
+        if source in UNIFORM_LPIPS:
+            return None
+        return LPIPS_COPY if source.lower().endswith(".npz") else LPIPS_PTH_COPY
+
     def run_files(self):
-        return {LPIPS_COPY: self.config.lpips_weights} if self.config.lpips_weights else {}
+        # The built-in name is copied like a user's file: the run keeps the weights it started
+        # with, and a resume reads its own copy whatever this package ships then.
+        from tfsynth.perceptual import lpips_weights_path
+
+        if self.lpips_copy is None:
+            return {}
+        return {self.lpips_copy: lpips_weights_path(self.config.lpips_weights)}
 
     def check_run_file(self, name, path):
         from tfsynth.data.tfrecord import DataError
@@ -407,7 +434,7 @@ class FastGAN(SynthesisModel):
 
         self.vgg = VGGFeatures(depth=16, layers=LPIPS_LAYERS, pooling="max", weights=self.config.vgg_weights,
                                name="vgg16")
-        if weights_file := self.run_file(LPIPS_COPY):
+        if self.lpips_copy and (weights_file := self.run_file(self.lpips_copy)):
             self.lpips_weights = [tf.constant(w) for w in load_lpips_weights(weights_file)]
         return {"vgg16": self.vgg}
 
