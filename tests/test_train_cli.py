@@ -237,3 +237,10 @@ def test_bench_compare_prints_the_ratio_of_two_reports(tmp_path, run_cli):
     assert "1000 -> 1500   B/A = 1.500 (worse)" in result.stdout  # more memory
     refused = run_cli("tfsynth.bench", f"--compare={a},{tmp_path / 'missing.json'}", check=False)
     assert refused.returncode != 0 and "error: --compare:" in refused.stderr and "missing.json" in refused.stderr
+
+
+def test_another_keras_backend_in_the_environment_does_not_reach_tfsynth(cache_dir):
+    """KERAS_BACKEND=jax (set for other work; jax is not even installed here) is overridden."""
+    result = run_module(cache_dir, "tfsynth.train", f"--flagfile={SMOKE_FLAGS}", "--model_dir=/nonexistent",
+                        "--dry_run", env={"KERAS_BACKEND": "jax"}, fresh=True, check=False)
+    assert result.returncode == 0 and "generator" in result.stdout, result.stderr[-3000:]
