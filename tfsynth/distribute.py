@@ -114,7 +114,7 @@ def join_cluster(create_strategy, config: dict, timeout: float, log=print):
                 log(f"waiting for the other workers ({waited:.0f} s of --worker_timeout={timeout:g}): "
                     f"{_describe(missing)}")
                 next_report += 30.0
-            time.sleep(0.5)
+            time.sleep(0.5)  # the pace of the probes: each is a TCP connect per missing worker
     finally:
         listener.close()
     sigterm = signal.getsignal(signal.SIGTERM)

@@ -11,6 +11,7 @@ renamed when complete: a failed import leaves nothing behind.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
@@ -48,7 +49,8 @@ def import_run(format_name: str, path: str, model_dir: str, options, export: boo
         raise training.TrainingError(f"--model={options.model}: {path} is a {original.model} checkpoint")
     spec = registry.get(original.model)
     inferred = [",".join(f"{key}={_hparam_text(value)}" for key, value in original.hparams.items())]
-    config = training.model_config(_replace(options, model=spec.name, hparams=(*inferred, *options.hparams)))
+    config = training.model_config(dataclasses.replace(options, model=spec.name,
+                                                       hparams=(*inferred, *options.hparams)))
     label_space = original.label_space or "cityscapes35"
     model = training.build_model(spec, config, label_space)
     original.set_weights(model)
@@ -76,9 +78,7 @@ def import_run(format_name: str, path: str, model_dir: str, options, export: boo
             export_path = os.path.join(model_dir, "export", "1")
         if os.path.isdir(model_dir):
             os.rmdir(model_dir)  # empty, checked above
-        os.replace(staging, model_dir)
-        # The checkpoint state file names its checkpoint by absolute path; point it at the new place.
-        run_dir.recover_checkpoint_state(model_dir, log=lambda line: None)
+        os.replace(staging, model_dir)  # the checkpoint state file names its checkpoint relatively
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -89,12 +89,6 @@ def _hparam_text(value) -> str:
     if isinstance(value, (tuple, list)):
         return "x".join(str(item) for item in value)
     return str(value)
-
-
-def _replace(options, **changes):
-    import dataclasses
-
-    return dataclasses.replace(options, **changes)
 
 
 def main(argv):
@@ -109,8 +103,7 @@ def main(argv):
     if format_name not in formats.FORMATS or not path:
         listing = "; ".join(f"{name}: {text}" for name, (_, text) in sorted(formats.FORMATS.items()))
         sys.exit(f"error: --from={FLAGS['from'].value}: give FORMAT:PATH, FORMAT one of: {listing}")
-    options = tfsynth_flags.train_options(FLAGS)
-    options = _replace(options, model=options.model if FLAGS["model"].present else None)
+    options = tfsynth_flags.train_options(FLAGS)  # model None unless --model names one
     try:
         export_path = import_run(format_name, path, FLAGS.model_dir, options, export=FLAGS.export)
     except (ImportFailure, TorchFileError, *training.USER_ERRORS) as error:

@@ -155,7 +155,7 @@ def _ema_tensors(ema, generator: Tensors, path: str) -> Tensors:
     if len(ema) != len(parameters):
         raise ImportFailure(f"{path}: entry 'g_ema' holds {len(ema)} tensors, 'g' has {len(parameters)} "
                             "parameters; is 'g_ema' this generator's average?")
-    arrays = {key: generator.take_peek(key) for key in generator.names() if _BUFFER.search(key)}
+    arrays = {key: generator.peek(key) for key in generator.names() if _BUFFER.search(key)}
     arrays.update(zip(parameters, ema))
     return Tensors(arrays, f"{path} ['g_ema'] (named as 'g''s parameters, with 'g''s buffers)",
                    ignored=lambda key: bool(_IGNORED.search(key)))
@@ -261,7 +261,7 @@ def _spectral(layer, tensors: Tensors, module: str, reports: list, transposed: b
     """``<module>.weight_orig`` -> the kernel, and the u that makes tfsynth's sigma the original's
     eval-mode sigma (the module docstring says why and how)."""
     weight_name, u_name, v_name = (f"{module}.{suffix}" for suffix in ("weight_orig", "weight_u", "weight_v"))
-    weight = tensors.take_peek(weight_name)
+    weight = tensors.peek(weight_name)
     if weight.ndim != 4:
         raise ImportFailure(f"{tensors.source}: tensor {weight_name!r} has shape {tuple(weight.shape)}, "
                             f"layer {layer.name} expects a 4-d kernel")

@@ -62,9 +62,9 @@ class Tensors:
         return [name for name in self.arrays if re.search(pattern, name)]
 
     def shape(self, name: str) -> tuple[int, ...]:
-        return tuple(self.take_peek(name).shape)
+        return tuple(self.peek(name).shape)
 
-    def take_peek(self, name: str) -> np.ndarray:
+    def peek(self, name: str) -> np.ndarray:
         """The tensor, without marking it used (for reading the architecture off shapes)."""
         if name not in self.arrays:
             raise ImportFailure(f"{self.source}: tensor {name!r} is missing; is this checkpoint "
@@ -72,7 +72,7 @@ class Tensors:
         return self.arrays[name]
 
     def take(self, name: str) -> np.ndarray:
-        array = self.take_peek(name)
+        array = self.peek(name)
         self.used.add(name)
         return array
 
